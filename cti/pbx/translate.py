@@ -48,11 +48,10 @@ IGNORED_EVENTS = frozenset(
         "Flash", "Wink", "ParkedCall", "ParkedCallGiveUp",
         "ParkedCallTimeOut", "UnParkedCall", "ParkedCallSwap", "Parkinglot", "Parkinglots",
         "ParkinglotsComplete", "PresenceStateChange", "PresenceStatus", "PresenceStateListComplete",
-        "DeviceStateListComplete", "EndpointList", "EndpointListComplete", "ContactList",
+        "EndpointList", "EndpointListComplete", "ContactList",
         "ContactListComplete", "AorList", "AorListComplete", "AuthList", "AuthListComplete",
         "IdentifyDetail", "EndpointDetail", "EndpointDetailComplete", "ContactStatusDetail",
-        "AorDetail", "AuthDetail", "TransportDetail", "LoadAverageLimit",
-        "ModuleLoadReport",
+        "AorDetail", "AuthDetail", "TransportDetail", "ModuleLoadReport",
     }
 )
 
@@ -280,13 +279,13 @@ _BUILDERS: dict[str, _Builder] = {
     "AgentComplete": lambda m, at: _queue_agent("completed", m, at),
     "AgentRingNoAnswer": lambda m, at: _queue_agent("ring_no_answer", m, at),
     "AgentDump": lambda m, at: _queue_agent("dumped", m, at),
-    "QueueMemberStatus": lambda m, at: _member(m, at),
-    "QueueMemberAdded": lambda m, at: _member(m, at),
-    "QueueMemberPause": lambda m, at: _member(m, at),
-    "QueueMemberPenalty": lambda m, at: _member(m, at),
-    "QueueMemberRinginuse": lambda m, at: _member(m, at),
+    "QueueMemberStatus": _member,
+    "QueueMemberAdded": _member,
+    "QueueMemberPause": _member,
+    "QueueMemberPenalty": _member,
+    "QueueMemberRinginuse": _member,
     "QueueMemberRemoved": lambda m, at: _member(m, at, removed=True),
-    "QueueMember": lambda m, at: _member(m, at),
+    "QueueMember": _member,
     "DeviceStateChange": lambda m, at: ev.DeviceStateChanged(
         at, _required(m, "Device"), _required(m, "State")
     ),
