@@ -434,6 +434,17 @@ class Tracker:
                 call.wait_started_at = event.at - (item.seconds_up or 0)
                 self._set_state(call, CallState.WAITING, event.at, changes)
 
+    def _on_booted(self, event: ev.PbxBooted, changes: list[CallChange]) -> None:
+        """FullyBooted tells how long Asterisk has been up: a channel we last
+        heard of before this Asterisk started cannot exist any more (its
+        hang-up was lost with the restart)."""
+        if event.uptime is None:
+            return
+        booted_at = event.at - event.uptime
+        for stale in list(self.channels.values()):
+            if stale.last_seen < booted_at and stale.uniqueid in self.channels:
+                self._remove_channel(stale, event.at, changes)
+
     # ------------------------------------------------------------ end
 
     def _end(self, call: Call, at: float, changes: list[CallChange]) -> None:
@@ -515,4 +526,5 @@ _HANDLERS: dict[type, _Handler] = {
     ev.QueueAgentEvent: Tracker._on_queue_agent,
     ev.OriginateResult: Tracker._on_originate,
     ev.ChannelsSnapshot: Tracker._on_snapshot,
+    ev.PbxBooted: Tracker._on_booted,
 }

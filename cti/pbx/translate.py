@@ -333,7 +333,7 @@ class Translator:
             produced = self._translate(name, message, at)
         except MalformedMessage as exc:
             self.stats.malformed += 1
-            log.warning("ami.malformed", event=name, reason=str(exc))
+            log.warning("ami.malformed", ami_event=name, reason=str(exc))
             return []
         self.stats.translated += len(produced)
         return produced
