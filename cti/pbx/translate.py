@@ -335,8 +335,25 @@ class Translator:
             self.stats.malformed += 1
             log.warning("ami.malformed", ami_event=name, reason=str(exc))
             return []
+        finally:
+            self._close_other_list(name, message)
         self.stats.translated += len(produced)
         return produced
+
+    def _close_other_list(self, name: str, message: AmiMessage) -> None:
+        """Every list answer opens a pending list at its `EventList: start`
+        response; only CoreShowChannels makes a snapshot of it. The end of
+        any other list (QueueStatus, DeviceStateList, ...) drops its entry,
+        so a long-running link does not keep one per list action."""
+        if name != "CoreShowChannelsComplete" and message.action_id and (
+            (message.get("EventList") or "").lower() == "complete"
+        ):
+            self._lists.pop(message.action_id, None)
+
+    @property
+    def pending_lists(self) -> int:
+        """List answers started and not yet complete."""
+        return len(self._lists)
 
     def unknown_types(self) -> list[str]:
         return sorted(self.stats.unknown)

@@ -10,7 +10,7 @@ reads is never damaged (panoramisk defect 7).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 BANNER_PREFIX = b"Asterisk Call Manager/"
 TERMINATOR = b"\r\n\r\n"
@@ -26,14 +26,19 @@ class AmiMessage:
     """One AMI message: its header pairs, in wire order, duplicates kept."""
 
     pairs: tuple[tuple[str, str], ...]
+    # First value per lower-cased key, built on the first lookup: the
+    # translator reads a dozen fields of each of thousands of events a second.
+    _first: dict[str, str] | None = field(default=None, compare=False, repr=False)
 
     def get(self, key: str, default: str | None = None) -> str | None:
         """First value of `key` (case-insensitive, as Asterisk treats keys)."""
-        lowered = key.lower()
-        for name, value in self.pairs:
-            if name.lower() == lowered:
-                return value
-        return default
+        first = self._first
+        if first is None:
+            first = {}
+            for name, value in self.pairs:
+                first.setdefault(name.lower(), value)
+            object.__setattr__(self, "_first", first)
+        return first.get(key.lower(), default)
 
     def getall(self, key: str) -> list[str]:
         lowered = key.lower()
@@ -64,14 +69,19 @@ def parse_message(block: bytes) -> AmiMessage:
     """
     text = block.decode("utf-8", errors="replace")
     pairs: list[tuple[str, str]] = []
+    append = pairs.append
     for line in text.split("\r\n"):
+        name, sep, value = line.partition(": ")
+        if sep and name.strip() == name:  # Asterisk's own `Key: Value`
+            append((name, value))
+            continue
         if not line:
             continue
         name, sep, value = line.partition(":")
         if not sep:
-            pairs.append(("", line))
+            append(("", line))
             continue
-        pairs.append((name.strip(), value[1:] if value.startswith(" ") else value))
+        append((name.strip(), value[1:] if value.startswith(" ") else value))
     return AmiMessage(tuple(pairs))
 
 
