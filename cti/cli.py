@@ -1,0 +1,113 @@
+"""The `cti` command line: one argparse subcommand per job, listed in
+`SUBCOMMANDS`.
+
+A subcommand is a `Subcommand(help, arguments, run)`: `arguments` adds its
+options to its parser, `run` gets the parsed namespace and returns the exit
+code. `run` imports the feature it drives inside its body, so `cti --help`
+and `cti check-config` never load the server, and one feature's import
+error cannot break the others. Exit codes: 0 done, 2 usage or input error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cti import __version__
+from cti.config import ConfigError, load_settings
+from cti.logs import configure_logging
+
+
+@dataclass(frozen=True, slots=True)
+class Subcommand:
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def _check_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "file", nargs="?", type=Path, metavar="FILE",
+        help="TOML settings file (optional: without it, defaults and CTI_* variables)",
+    )
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    path: Path | None = args.file
+    try:
+        settings = load_settings(path)
+    except ConfigError as exc:
+        for key, reason in exc.problems:
+            print(f"{key}: {reason}", file=sys.stderr)
+        return 2
+    source = f"{path} and the environment" if path else "defaults and the environment"
+    print(f"configuration OK ({source})")
+    for line in settings.summary():
+        print(f"  {line}")
+    return 0
+
+
+def _replay_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", type=Path, metavar="FILE",
+                        help="a recording of Asterisk traffic (tests/fixtures/asterisk-22/*.txt)")
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from cti.replay import run  # noqa: PLC0415 (the CLI loads even without it)
+
+    return run(args.file, sys.stdout)
+
+
+SUBCOMMANDS: dict[str, Subcommand] = {
+    "check-config": Subcommand(
+        help="validate the settings (file and CTI_* variables); secrets are masked",
+        arguments=_check_config_arguments,
+        run=_check_config,
+    ),
+    "replay": Subcommand(
+        help="replay a recording through the tracker; one JSON line per ended call",
+        arguments=_replay_arguments,
+        run=_replay,
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cti", description="Contact-center server for Asterisk."
+    )
+    parser.add_argument("--version", action="version", version=f"cti {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, subcommand in SUBCOMMANDS.items():
+        sub = commands.add_parser(name, help=subcommand.help, description=subcommand.help)
+        subcommand.arguments(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, --version, usage errors
+        code = exit_.code
+        return code if isinstance(code, int) else 0 if code is None else 2
+    if args.command is None:
+        parser.print_usage(sys.stderr)
+        return 2
+    # Logs go to stderr from the start, so that nothing a library logs can
+    # mix into a command's output on stdout; a command that loads settings
+    # reconfigures them from `log.format` and `log.level`.
+    configure_logging("auto", "warning")
+    try:
+        return SUBCOMMANDS[args.command].run(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `cti replay FILE | head`: the reader left; say nothing more.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1

@@ -1,0 +1,378 @@
+"""The server's settings: one validated `Settings` value read from an
+optional TOML file and the `CTI_*` environment, the environment winning.
+
+Every setting `<section>.<name>` has one environment variable,
+`CTI_<SECTION>_<NAME>` (`ami.port` is `CTI_AMI_PORT`); pydantic-settings'
+nested form `CTI_AMI__PORT` is accepted too, and setting both forms of one
+setting is an error. An empty variable counts as unset (compose files pass
+`CTI_REDIS_URL=` through). A variable that names a known section but no
+setting of it (`CTI_AMI_HOTS`) is refused, as is an unknown key in the file:
+a typo is caught, not ignored. List values come from the environment comma
+separated (`CTI_NUMBERS_ALLOWED_CALLBACK_COUNTRIES=FR,BE`).
+
+`load_settings` is the one way in: it raises `ConfigError` with every
+problem as a (dotted key, reason) pair. Secrets are `SecretStr`, so no
+repr, dump or log shows them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import phonenumbers
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "CTI_"
+
+
+class ConfigError(Exception):
+    """The configuration is not usable; `problems` lists each (key, reason)."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{key}: {reason}" for key, reason in problems))
+
+
+def _host(value: str) -> str:
+    value = value.strip()
+    if not value or any(ch.isspace() or ch in "/@" for ch in value):
+        raise ValueError("must be a host name or an IP address")
+    return value
+
+
+_CONTEXT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}")
+
+
+def _context(value: str) -> str:
+    # These names go into AMI Redirect and Originate actions: no room for a
+    # `,` or `@` that would smuggle in another context or priority.
+    if not _CONTEXT.fullmatch(value):
+        raise ValueError("must be an Asterisk context name (letters, digits, '_', '-', '.')")
+    return value
+
+
+def _region(value: str) -> str:
+    value = value.strip().upper()
+    if value not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError("must be a region code phonenumbers knows (FR, BE, GB...)")
+    return value
+
+
+def _lower(value: object) -> object:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+Host = Annotated[str, AfterValidator(_host)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Seconds = Annotated[float, Field(gt=0, le=3600)]
+Context = Annotated[str, AfterValidator(_context)]
+Region = Annotated[str, AfterValidator(_region)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AmiSettings(_Section):
+    """The AMI connection to Asterisk (times in seconds)."""
+
+    host: Host = "127.0.0.1"
+    port: Port = 5038
+    username: Annotated[str, Field(min_length=1)] = "cti"
+    secret: SecretStr | None = None
+    action_timeout: Seconds = 10.0
+    ping_interval: Seconds = 20.0
+    pong_timeout: Seconds = 5.0
+    reconnect_backoff_min: Seconds = 0.5
+    reconnect_backoff_max: Seconds = 30.0
+
+    @field_validator("reconnect_backoff_max")
+    @classmethod
+    def _backoff_ordered(cls, value: float, info: ValidationInfo) -> float:
+        low = info.data.get("reconnect_backoff_min")
+        if low is not None and value < low:
+            raise ValueError(f"must be at least reconnect_backoff_min ({low})")
+        return value
+
+
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+class RedisSettings(_Section):
+    """Where the durable state lives; no URL means the in-process store,
+    for the demo only (nothing survives a restart)."""
+
+    url: SecretStr | None = None  # a secret: the URL may carry a password
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(_REDIS_SCHEMES):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @property
+    def location(self) -> str:
+        """The URL with any password masked, for logs and summaries."""
+        if self.url is None:
+            return "in-process (demo only)"
+        url = self.url.get_secret_value()
+        scheme, sep, rest = url.partition("://")
+        if "@" in rest:
+            return f"{scheme}{sep}***@{rest.rsplit('@', 1)[1]}"
+        return url
+
+
+class HttpSettings(_Section):
+    """The HTTP and websocket listener."""
+
+    host: Host = "127.0.0.1"
+    port: Port = 8080
+
+
+class AgiSettings(_Section):
+    """The FastAGI listener Asterisk connects to."""
+
+    host: Host = "127.0.0.1"
+    port: Port = 4573
+
+
+class LogSettings(_Section):
+    """`auto` renders for a human when stderr is a terminal, JSON otherwise."""
+
+    format: Annotated[Literal["json", "console", "auto"], BeforeValidator(_lower)] = "auto"
+    level: Annotated[
+        Literal["debug", "info", "warning", "error", "critical"], BeforeValidator(_lower)
+    ] = "info"
+
+
+class DialplanSettings(_Section):
+    """The context names of dialplans/cti.conf, if a site renamed them."""
+
+    inbound: Context = "cti-inbound"
+    wait: Context = "cti-wait"
+    connect: Context = "cti-connect"
+    callback: Context = "cti-callback"
+    outbound: Context = "cti-outbound"
+    spy: Context = "cti-spy"
+
+
+class NumbersSettings(_Section):
+    """How phone numbers are read and which ones a callback may dial."""
+
+    default_region: Region = "FR"
+    allowed_callback_countries: Annotated[list[Region], Field(min_length=1)] = Field(
+        default_factory=lambda: ["FR"]
+    )
+
+
+class Settings(BaseSettings):
+    """Every setting of the server, by section."""
+
+    model_config = SettingsConfigDict(extra="forbid", frozen=True)
+
+    ami: AmiSettings = Field(default_factory=AmiSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    agi: AgiSettings = Field(default_factory=AgiSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    dialplan: DialplanSettings = Field(default_factory=DialplanSettings)
+    numbers: NumbersSettings = Field(default_factory=NumbersSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # `load_settings` merges the file and the environment (with both
+        # naming forms) and passes the result in; building a Settings never
+        # reads the process environment behind the caller's back.
+        return (init_settings,)
+
+    def summary(self) -> list[str]:
+        """One line per section, secrets masked."""
+        lines = []
+        for section in type(self).model_fields:
+            values = getattr(self, section).model_dump(mode="json")
+            if section == "redis":
+                values = {"url": self.redis.location}
+            pairs = " ".join(f"{key}={_show(value)}" for key, value in values.items())
+            lines.append(f"{section}: {pairs}")
+        return lines
+
+
+def _show(value: object) -> str:
+    if value is None:
+        return "(not set)"
+    if isinstance(value, list):
+        return ",".join(str(item) for item in value)
+    return str(value)
+
+
+def env_var(section: str, name: str) -> str:
+    """The environment variable of a setting: `env_var("ami", "port")` is CTI_AMI_PORT."""
+    return f"{ENV_PREFIX}{section.upper()}_{name.upper()}"
+
+
+def _sections() -> dict[str, type[BaseModel]]:
+    sections: dict[str, type[BaseModel]] = {}
+    for name, field in Settings.model_fields.items():
+        assert isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+        sections[name] = field.annotation
+    return sections
+
+
+def _is_list(model: type[BaseModel], name: str) -> bool:
+    annotation = model.model_fields[name].annotation
+    return getattr(annotation, "__origin__", None) is list
+
+
+def _from_environment(
+    env: Mapping[str, str],
+) -> tuple[dict[str, dict[str, Any]], dict[str, str], list[tuple[str, str]]]:
+    """Nested values from the `CTI_*` variables, the variable each came
+    from (by dotted key), and the problems found."""
+    sections = _sections()
+    values: dict[str, dict[str, Any]] = {}
+    origin: dict[str, str] = {}
+    problems: list[tuple[str, str]] = []
+    for var in sorted(env):
+        raw = env[var]
+        upper = var.upper()
+        if not upper.startswith(ENV_PREFIX) or raw == "":
+            continue
+        section, _, name = upper[len(ENV_PREFIX):].partition("_")
+        section = section.lower()
+        if section not in sections or not name:
+            continue  # not a setting (a variable for another tool, or CTI_CONFIG-like)
+        name = name.removeprefix("_").lower()  # CTI_AMI__PORT, the nested form
+        key = f"{section}.{name}"
+        model = sections[section]
+        if name not in model.model_fields:
+            problems.append((key, f"unknown setting (from {var}){_suggest(name, model)}"))
+            continue
+        if key in origin:
+            problems.append((key, f"set by both {origin[key]} and {var}; keep one"))
+            continue
+        origin[key] = var
+        value: Any = raw
+        if _is_list(model, name):
+            value = [item.strip() for item in raw.split(",") if item.strip()]
+        values.setdefault(section, {})[name] = value
+    return values, origin, problems
+
+
+def _suggest(name: str, model: type[BaseModel]) -> str:
+    close = difflib.get_close_matches(name, list(model.model_fields), n=1)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+_TOML_POSITION = re.compile(r"^(?P<msg>.*) \(at line (?P<line>\d+), column (?P<col>\d+)\)$")
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([(str(path), "no such file")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError([(str(path), f"cannot read: {reason}")]) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        found = _TOML_POSITION.match(str(exc))
+        if found:
+            reason = (f"TOML syntax error at line {found['line']}, column {found['col']}: "
+                      f"{found['msg']}")
+        else:
+            reason = f"TOML syntax error: {exc}"
+        raise ConfigError([(str(path), reason)]) from None
+
+
+def _merge(
+    file_values: dict[str, Any], env_values: dict[str, dict[str, Any]]
+) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """The file's sections overlaid with the environment's, and the file's
+    top-level keys that are no section."""
+    sections = _sections()
+    problems = []
+    merged = {}
+    for key, value in file_values.items():
+        if key in sections:
+            merged[key] = value
+        else:
+            # Checked here, not left to validation: BaseSettings would take
+            # a key like `_env_file` as an instruction to itself.
+            close = difflib.get_close_matches(key, list(sections), n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            problems.append((key, f"unknown section{hint}"))
+    for section, values in env_values.items():
+        in_file = merged.get(section)
+        merged[section] = {**in_file, **values} if isinstance(in_file, dict) else values
+    return merged, problems
+
+
+_SECRET_KEYS = frozenset({"ami.secret", "redis.url"})
+
+
+def _problems(exc: ValidationError, origin: Mapping[str, str]) -> list[tuple[str, str]]:
+    sections = _sections()
+    problems = []
+    for error in exc.errors():
+        parts = [str(part) for part in error["loc"] if not isinstance(part, int)]
+        key = "".join(
+            f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]
+        ).removeprefix(".")
+        head = ".".join(parts[:2])
+        if error["type"] == "extra_forbidden":
+            where = sections.get(parts[0]) if len(parts) == 2 else None
+            reason = "unknown setting" + (_suggest(parts[-1], where) if where else "")
+        else:
+            reason = error["msg"].removeprefix("Value error, ")
+            given = error.get("input")
+            if head not in _SECRET_KEYS and isinstance(given, str | int | float):
+                reason += f" (got {given!r})"
+        if head in origin:
+            reason += f" (from {origin[head]})"
+        problems.append((key, reason))
+    return problems
+
+
+def load_settings(path: Path | None, env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from the TOML file at `path` (if any) and `env` (the process
+    environment when None); raise `ConfigError` listing every problem."""
+    environ: Mapping[str, str] = os.environ if env is None else env
+    file_values = _read_file(path) if path is not None else {}
+    env_values, origin, problems = _from_environment(environ)
+    merged, unknown = _merge(file_values, env_values)
+    problems = unknown + problems
+    settings: Settings | None = None
+    try:
+        settings = Settings.model_validate(merged)
+    except ValidationError as exc:
+        problems.extend(_problems(exc, origin))
+    if settings is None or problems:
+        raise ConfigError(sorted(problems, key=lambda problem: problem[0]))
+    return settings
