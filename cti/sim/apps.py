@@ -1,0 +1,172 @@
+"""Dialplan applications of the simulator (NoOp, Set, Answer, Wait,
+MusicOnHold, UserEvent, Goto, Hangup, Ringing, Busy, Congestion, SendDTMF,
+ChanSpy), each emitting what the Asterisk 22 application emits.
+
+Dial lives in `cti.sim.dial` and AGI in `cti.sim.agi_client`.
+"""
+
+from __future__ import annotations
+
+from cti.sim.channels import Channel, State
+from cti.sim.runtime import Outcome, Runtime
+
+
+async def noop(rt: Runtime, chan: Channel, args: list[str]) -> Outcome:
+    return Outcome.NEXT
+
+
+async def set_var(rt: Runtime, chan: Channel, args: list[str]) -> Outcome:
+    name, _, value = args[0].partition("=")
+    rt.switch.set_var(chan, name, value)
+    return Outcome.NEXT
+
+
+def answer_channel(rt: Runtime, chan: Channel) -> None:
+    """Answer: Newstate Up on this half, then on the Local ;1 it is
+    connected to (which is what the caller of the Local channel sees)."""
+    if chan.state == State.UP:
+        return
+    rt.switch.set_state(chan, State.UP)
+    rt.switch.indicate(chan, "answer")
+
+
+async def answer(rt: Runtime, chan: Channel, args: list[str]) -> Outcome:
+    answer_channel(rt, chan)
+    return Outcome.NEXT
+
+
+async def wait(rt: Runtime, chan: Channel, args: list[str]) -> Outcome:
+    seconds = float(args[0]) if args else 0.0
+    await rt.hold(chan, seconds)
+    return Outcome.HANGUP if chan.hangup_requested else Outcome.NEXT
+
+
+async def hangup(rt: Runtime, chan: Channel, args: list[str]) -> Outcome:
+    if args and args[0].isdigit():
+        chan.hangupcause = int(args[0])
+    rt.switch.soft_hangup(chan)
+    return Outcome.HANGUP
+
+
+async def ringing(rt: Runtime, chan: Channel, args: list[str]) -> Outcome:
+    rt.switch.indicate(chan, "ringing")
+    return Outcome.NEXT
+
+
+async def _refuse(rt: Runtime, chan: Channel, args: list[str], cause: int, what: str) -> Outcome:
+    # Busy()/Congestion() put the channel in state Busy (7), keep their
+    # cause for the Hangup (17 / 34, recording 07) and signal the caller.
+    rt.switch.set_state(chan, State.BUSY)
+    chan.hangupcause = cause
+    rt.switch.indicate(chan, what)
+    await rt.hold(chan, float(args[0]) if args else 10.0)
+    return Outcome.HANGUP
+
+
+async def busy(rt: Runtime, chan: Channel, args: list[str]) -> Outcome:
+    return await _refuse(rt, chan, args, 17, "busy")
+
+
+async def congestion(rt: Runtime, chan: Channel, args: list[str]) -> Outcome:
+    return await _refuse(rt, chan, args, 34, "congestion")
+
+
+async def user_event(rt: Runtime, chan: Channel, args: list[str]) -> Outcome:
+    name, *rest = args or [""]
+    pairs = [*chan.fields(), ("UserEvent", name)]
+    for item in rest:
+        key, _, value = item.partition(":")
+        pairs.append((key.strip(), value.strip()))
+    rt.switch.emit("UserEvent", "user", pairs)
+    return Outcome.NEXT
+
+
+async def goto(rt: Runtime, chan: Channel, args: list[str]) -> Outcome:
+    if len(args) == 3:
+        chan.context, chan.exten, chan.priority = args[0], args[1], int(args[2])
+    elif len(args) == 2:
+        chan.exten, chan.priority = args[0], int(args[1])
+    else:
+        chan.priority = int(args[0])
+    return Outcome.JUMP
+
+
+async def music_on_hold(rt: Runtime, chan: Channel, args: list[str]) -> Outcome:
+    klass = args[0] if args and args[0] else "default"
+    seconds = float(args[1]) if len(args) > 1 and args[1] else 86400.0
+    rt.switch.emit("MusicOnHoldStart", "call", [*chan.fields(), ("Class", klass)])
+    await rt.hold(chan, seconds)
+    rt.switch.emit("MusicOnHoldStop", "call", chan.fields())
+    return Outcome.HANGUP if chan.hangup_requested else Outcome.NEXT
+
+
+async def send_dtmf(rt: Runtime, chan: Channel, args: list[str]) -> Outcome:
+    """Digits played on a Local ;2 arrive on ;1 as DTMFBegin/DTMFEnd with
+    Direction: Received, 100 ms on, 250 ms apart (recording 08)."""
+    target = chan.partner
+    for digit in args[0] if args else "":
+        if chan.hangup_requested or target is None or not target.alive:
+            break
+        await rt.sleep(0.1)
+        fields = [*target.fields(), ("Digit", digit), ("Direction", "Received")]
+        rt.switch.emit("DTMFBegin", "dtmf", fields)
+        await rt.sleep(0.1)
+        if target.gone:
+            break
+        rt.switch.emit(
+            "DTMFEnd",
+            "dtmf",
+            [*target.fields(), ("Digit", digit), ("DurationMs", "100"), ("Direction", "Received")],
+        )
+        target.dtmf.append(digit)
+        target.poke()
+        await rt.sleep(0.15)
+    return Outcome.HANGUP if chan.hangup_requested else Outcome.NEXT
+
+
+async def chan_spy(rt: Runtime, chan: Channel, args: list[str]) -> Outcome:
+    """ChanSpy(<channel>,<options>) as a supervisor originate runs it
+    (recording 10): ChanSpyStart, the spied bridge re-announces BRIDGEPEER,
+    and on the spy's hangup ChanSpyStop between the two BRIDGEPEER."""
+    switch = rt.switch
+    prefix = args[0] if args else ""
+    options = args[1] if len(args) > 1 else ""
+    spyee = next(
+        (c for c in switch.channels.values() if c.name.startswith(prefix) and c is not chan),
+        None,
+    )
+    if spyee is None or not prefix:
+        return Outcome.NEXT
+    await rt.sleep(0.1)
+    pairs = [*chan.fields("Spyer"), *spyee.fields("Spyee")]
+    switch.emit("ChanSpyStart", "call", pairs)
+    _bridge_refresh(rt, spyee)
+    while not chan.interrupted and spyee.alive:
+        await rt.wait([chan, spyee], None)
+    if "w" in options:
+        # whispering adds a second audiohook: one more BRIDGEPEER round
+        _bridge_refresh(rt, spyee)
+    bridge = spyee.bridge
+    if bridge is not None and spyee.alive:
+        switch.set_var(spyee, "BRIDGEPEER", _peer(spyee))
+    switch.emit("ChanSpyStop", "call", [*chan.fields("Spyer"), *spyee.fields("Spyee")])
+    if bridge is not None:
+        for member in list(bridge.members):
+            if member is not spyee:
+                switch.set_var(member, "BRIDGEPEER", _peer(member))
+    return Outcome.HANGUP if chan.hangup_requested else Outcome.NEXT
+
+
+def _peer(chan: Channel) -> str:
+    bridge = chan.bridge
+    if bridge is None:
+        return ""
+    return ",".join(m.name for m in bridge.members if m is not chan)
+
+
+def _bridge_refresh(rt: Runtime, spyee: Channel) -> None:
+    bridge = spyee.bridge
+    if bridge is None:
+        return
+    members = [spyee, *[m for m in bridge.members if m is not spyee]]
+    rt.switch.bridge_peers(bridge, members)

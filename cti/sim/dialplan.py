@@ -1,0 +1,249 @@
+"""The dialplan the simulator runs: the `cti-*`, `ivr-inbound` and `sim-*`
+contexts of the recordings' `config/extensions.conf`, as data.
+
+Each priority is a `Step` (application + data); data may refer to channel
+variables with `${...}` like the real dialplan, so the `Newexten` AppData
+and the values the CTI server sees are the same as Asterisk's.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from cti.sim.channels import Channel
+from cti.sim.population import Phone, Pickup, Population
+
+_VAR = re.compile(r"\$\{([^{}]+)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    app: str
+    data: str = ""
+
+
+Lookup = Callable[[str], "list[Step] | None"]
+
+
+def substitute(
+    text: str, chan: Channel, globals_: Mapping[str, str], extra: Mapping[str, str]
+) -> str:
+    """Expand `${NAME}`, `${EXTEN}`, `${CHANNEL}`, `${CALLERID(all|num|name)}`;
+    `extra` holds the values of the few expressions the Python dialplan
+    computes itself (the `${IF(...)}` of cti-connect)."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in extra:
+            return extra[name]
+        if name == "EXTEN":
+            return chan.exten
+        if name == "CHANNEL":
+            return chan.name
+        if name == "CALLERID(num)":
+            return chan.cid_num
+        if name == "CALLERID(name)":
+            return chan.cid_name
+        if name == "CALLERID(all)":
+            return f'"{chan.cid_name}" <{chan.cid_num}>'
+        if name in chan.variables:
+            return chan.variables[name]
+        return globals_.get(name, "")
+
+    return _VAR.sub(value, text)
+
+
+def _pattern(pattern: str) -> re.Pattern[str]:
+    """Asterisk extension pattern (`_X.`, `_X!`, `_0X.`) as a regex."""
+    out = []
+    for char in pattern[1:]:
+        out.append(
+            {"X": "[0-9]", "Z": "[1-9]", "N": "[2-9]", ".": ".+", "!": ".*"}.get(
+                char, re.escape(char)
+            )
+        )
+    return re.compile("".join(out) + r"\Z")
+
+
+def _static(extens: dict[str, list[Step]]) -> Lookup:
+    compiled = [(name, _pattern(name) if name.startswith("_") else None) for name in extens]
+
+    def lookup(exten: str) -> list[Step] | None:
+        for name, regex in compiled:
+            if (regex is None and name == exten) or (regex is not None and regex.match(exten)):
+                return extens[name]
+        return None
+
+    return lookup
+
+
+CTI_INBOUND = [
+    Step("NoOp", "inbound call from ${CALLERID(all)} on DID ${EXTEN}"),
+    Step("Set", "CTI_DID=${EXTEN}"),
+    Step("Set", "CTI_STATE=queued"),
+    Step("UserEvent", "CTIQueued,CtiDid: ${EXTEN},CtiService: support"),
+    Step("Goto", "cti-wait,s,1"),
+]
+CTI_WAIT = [
+    Step("NoOp", "waiting for a CTI routing decision"),
+    Step("Set", "CTI_STATE=waiting"),
+    Step("MusicOnHold", "default,300"),
+    Step("UserEvent", "CTIWaitTimeout"),
+    Step("Hangup"),
+]
+CTI_CONNECT = [
+    Step("NoOp", "CTI connect ${CHANNEL} to agent ${EXTEN} (CTI_AGENT=${CTI_AGENT})"),
+    Step("Set", "CTI_STATE=ringing"),
+    # Set(RT=${IF($["${CTI_RING_TIMEOUT}" = ""]?${CTI_DEFAULT_RING_TIMEOUT}:...)})
+    Step("Set", "RT=${RING_TIMEOUT_OR_DEFAULT}"),
+    Step("UserEvent", "CTIConnecting,CtiAgent: ${EXTEN},CtiRingTimeout: ${RT}"),
+    Step("Dial", "${AGENT_INTERFACE},${RT},t"),
+    Step("Set", "CTI_STATE=waiting"),
+    Step("UserEvent", "CTIRona,CtiAgent: ${EXTEN},CtiDialStatus: ${DIALSTATUS}"),
+    Step("Goto", "cti-wait,s,1"),
+]
+CTI_CALLBACK = [
+    Step("NoOp", "agent answered, calling customer ${EXTEN}"),
+    Step("Set", "CTI_STATE=callback"),
+    Step("UserEvent", "CTICallbackDialing,CtiCustomer: ${EXTEN}"),
+    Step("Dial", "Local/${EXTEN}@sim-customer,20"),
+    Step("UserEvent", "CTICallbackResult,CtiCustomer: ${EXTEN},CtiDialStatus: ${DIALSTATUS}"),
+    Step("Hangup"),
+]
+
+
+def _ivr_inbound(agi_url: str) -> dict[str, list[Step]]:
+    return {
+        "0140000010": [
+            Step("NoOp", "IVR call from ${CALLERID(all)}"),
+            Step("Answer"),
+            Step("AGI", f"{agi_url}/ivr?flow=main,${{EXTEN}}"),
+            Step(
+                "UserEvent",
+                "CTIIvrDone,CtiAgiStatus: ${AGISTATUS},CtiIvrChoice: ${IVR_CHOICE},"
+                "CtiIvrAccount: ${IVR_ACCOUNT}",
+            ),
+            Step("Hangup"),
+        ],
+        "0140000011": [
+            Step("NoOp", "IVR call (error/hangup flow) from ${CALLERID(all)}"),
+            Step("Answer"),
+            Step("AGI", f"{agi_url}/ivr?flow=errors,${{EXTEN}},second arg"),
+            Step("UserEvent", "CTIIvrDone,CtiAgiStatus: ${AGISTATUS}"),
+            Step("Hangup"),
+        ],
+    }
+
+
+SCRIPTED_CALLERS = {
+    # presses 2 after 3 s, then 1234# 4 s later (recording 08, agi1)
+    "ivr": [
+        Step("NoOp", "sim caller for the IVR"),
+        Step("Answer"),
+        Step("Wait", "3"),
+        Step("SendDTMF", "2"),
+        Step("Wait", "4"),
+        Step("SendDTMF", "1234#"),
+        Step("Wait", "30"),
+        Step("Hangup"),
+    ],
+    # hangs up in the middle of the AGI conversation (recording 08, agi2)
+    "ivr-hangup": [
+        Step("NoOp", "sim caller hanging up during the IVR"),
+        Step("Answer"),
+        Step("Wait", "4"),
+        Step("Hangup"),
+    ],
+}
+_CALLER = re.compile(r"(\d+)(?:-([0-9*#]+))?\Z")
+
+
+def _sim_caller(exten: str) -> list[Step] | None:
+    if exten in SCRIPTED_CALLERS:
+        return SCRIPTED_CALLERS[exten]
+    match = _CALLER.match(exten)
+    if match is None:
+        return None
+    patience, digits = match.group(1), match.group(2)
+    steps = [Step("NoOp", f"sim caller, patience {patience} s"), Step("Answer")]
+    if digits:
+        # a generated caller keying digits 3 s after answer (an IVR menu)
+        rest = max(0, int(patience) - 3)
+        steps += [Step("Wait", "3"), Step("SendDTMF", digits), Step("Wait", str(rest))]
+    else:
+        steps.append(Step("Wait", patience))
+    return [*steps, Step("Hangup")]
+
+
+def _fmt(seconds: float) -> str:
+    return str(int(seconds)) if float(seconds).is_integer() else str(seconds)
+
+
+def _phones(phones: dict[str, Phone], rng: random.Random) -> Lookup:
+    def lookup(exten: str) -> list[Step] | None:
+        phone = phones.get(exten)
+        if phone is None:
+            return None
+        pickup, talk = phone.outcome(rng)
+        head = Step("NoOp", phone.label)
+        if pickup is Pickup.BUSY:
+            return [head, Step("Busy", "10")]
+        if pickup is Pickup.CONGESTION:
+            return [head, Step("Congestion", "10")]
+        ring = phone.ring_s
+        if pickup is Pickup.NEVER:
+            # rings for ring_s (300 s for Dave, 120 s for 0688888888), then gives up
+            return [head, Step("Ringing"), Step("Wait", _fmt(max(ring, 120))), Step("Hangup")]
+        return [
+            head,
+            Step("Ringing"),
+            Step("Wait", _fmt(ring)),
+            Step("Answer"),
+            Step("Wait", _fmt(talk)),
+            Step("Hangup"),
+        ]
+
+    return lookup
+
+
+class Dialplan:
+    """Context name -> extension lookup. `agent_interface` is the dial
+    string template `cti-connect` uses for an agent (`Local/{exten}@sim-agent`
+    by default, like the recordings)."""
+
+    def __init__(
+        self,
+        population: Population,
+        rng: random.Random,
+        agi_url: str = "agi://127.0.0.1:4573",
+        agent_interface: str = "Local/{exten}@sim-agent",
+    ) -> None:
+        self.agent_interface = agent_interface
+        self._phone_numbers = {
+            "sim-agent": frozenset(population.agents),
+            "sim-customer": frozenset(population.customers),
+        }
+        self._contexts: dict[str, Lookup] = {
+            "cti-inbound": _static({"_X.": CTI_INBOUND}),
+            "cti-wait": _static({"s": CTI_WAIT}),
+            "cti-connect": _static({"_X.": CTI_CONNECT}),
+            "cti-callback": _static({"_0X.": CTI_CALLBACK}),
+            "ivr-inbound": _static(_ivr_inbound(agi_url)),
+            "sim-caller": _sim_caller,
+            "sim-agent": _phones(dict(population.agents), rng),
+            "sim-customer": _phones(dict(population.customers), rng),
+        }
+
+    def lookup(self, context: str, exten: str) -> list[Step] | None:
+        lookup = self._contexts.get(context)
+        return lookup(exten) if lookup is not None else None
+
+    def exists(self, context: str, exten: str) -> bool:
+        # The sim-* phones draw their behaviour per call: probing must not
+        # consume randomness, so they are checked by number only.
+        if context in self._phone_numbers:
+            return exten in self._phone_numbers[context]
+        return self.lookup(context, exten) is not None
