@@ -1,0 +1,64 @@
+"""Routing: the pure core that pairs waiting tasks (calls, callbacks, preview
+calls) with agents by skills, priority with aging, relaxation, overflow and
+sticky agents, and explains each choice; plus the incremental index the
+routing shell keeps for sub-millisecond decisions."""
+
+from cti.routing.agents import Agent, AgentState
+from cti.routing.errors import (
+    IllegalTransition,
+    InvalidPolicy,
+    RoutingError,
+    UnknownPriorityClass,
+    UnknownService,
+)
+from cti.routing.index import RoutingIndex
+from cti.routing.models import (
+    AnyLevel,
+    Assignment,
+    LowerLevel,
+    Overflow,
+    Relaxation,
+    RingNoAnswer,
+    Service,
+    ServiceLevel,
+    Task,
+    TaskKind,
+)
+from cti.routing.policy import (
+    DEFAULT_CLASSES,
+    AgentChoice,
+    Policy,
+    PriorityClass,
+    effective_priority,
+)
+from cti.routing.router import assign, due_wrapups, next_wakeup, wrap_up_end
+
+__all__ = [
+    "DEFAULT_CLASSES",
+    "Agent",
+    "AgentChoice",
+    "AgentState",
+    "AnyLevel",
+    "Assignment",
+    "IllegalTransition",
+    "InvalidPolicy",
+    "LowerLevel",
+    "Overflow",
+    "Policy",
+    "PriorityClass",
+    "Relaxation",
+    "RingNoAnswer",
+    "RoutingError",
+    "RoutingIndex",
+    "Service",
+    "ServiceLevel",
+    "Task",
+    "TaskKind",
+    "UnknownPriorityClass",
+    "UnknownService",
+    "assign",
+    "due_wrapups",
+    "effective_priority",
+    "next_wakeup",
+    "wrap_up_end",
+]
