@@ -21,7 +21,12 @@ MAX_ENV_BYTES = 16 * 1024
 MAX_LINE_BYTES = 8 * 1024
 MAX_USAGE_LINES = 200
 
-_RESULT = re.compile(r"^200 result=(-?\d*)(?: \((.*)\))?(?: (.*))?$")
+# The result is kept as text: GET DATA answers with the digits themselves,
+# which may start with 0 or hold `*`, and with `200 result= (timeout)` when
+# the caller keyed nothing (res_agi.c handle_getdata).
+_RESULT = re.compile(r"^200 result=(\S*)(?: \((.*)\))?(?: (.*))?$")
+_INTEGER = re.compile(r"^-?\d+$")
+_DTMF = re.compile(r"^[0-9*#]+$")
 _SAFE_ARG = re.compile(r"^[^\r\n\x00]*$")
 _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_()]*$")
 
@@ -117,16 +122,21 @@ class AgiRequest:
 
 @dataclass(frozen=True, slots=True)
 class AgiResult:
-    """`200 result=<value> [(<data>)] [key=value ...]`."""
+    """`200 result=<value> [(<data>)] [key=value ...]`.
+
+    `value` is the result as a number (-1 when it is not one); `text` is the
+    result exactly as sent.
+    """
 
     value: int
     data: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    text: str = ""
 
     @property
     def digits(self) -> str:
-        """GET DATA's digits (its result is the digits themselves)."""
-        return "" if self.value < 0 else str(self.value)
+        """GET DATA's digits, leading zeros kept; "" when none were keyed."""
+        return self.text if _DTMF.match(self.text) else ""
 
 
 def quote(argument: str) -> str:
@@ -194,9 +204,10 @@ class AgiSession:
             match = _RESULT.match(line)
             if match is None:
                 raise AgiProtocolError(f"unexpected AGI result {line[:80]!r}")
-            value, data, rest = match.groups()
+            text, data, rest = match.groups()
             extra = dict(item.split("=", 1) for item in (rest or "").split() if "=" in item)
-            return AgiResult(int(value) if value not in ("", "-") else -1, data, extra)
+            value = int(text) if _INTEGER.match(text) else -1
+            return AgiResult(value, data, extra, text)
         if line.startswith("511"):
             self.hung_up = True
             raise AgiDeadChannel(line[4:])
@@ -228,11 +239,13 @@ class AgiSession:
         return await self.command(f"STREAM FILE {_name(prompt)} {quote(escape_digits)}")
 
     async def get_data(self, prompt: str, timeout_ms: int, max_digits: int) -> str:
+        """The digits keyed ("" if none before the timeout). Asterisk stops
+        at `max_digits` or at `#`, which is not returned."""
         result = await self.command(
             f"GET DATA {_name(prompt)} {int(timeout_ms)} {int(max_digits)}",
             within=timeout_ms / 1000 * max(1, max_digits) + self._timeout,
         )
-        if result.value < 0:
+        if result.text == "-1":
             raise AgiHangup("caller hung up during GET DATA")
         return result.digits
 
@@ -250,6 +263,35 @@ class AgiSession:
 
     async def say_number(self, number: int, escape_digits: str = "") -> AgiResult:
         return await self.command(f"SAY NUMBER {int(number)} {quote(escape_digits)}")
+
+    async def say_alpha(self, text: str, escape_digits: str = "") -> AgiResult:
+        if not re.fullmatch(r"[A-Za-z0-9]{1,64}", text):
+            raise ValueError("SAY ALPHA takes letters and digits")
+        return await self.command(f"SAY ALPHA {text} {quote(escape_digits)}")
+
+    async def say_datetime(
+        self, epoch: int, pattern: str = "ABdY", timezone: str = "UTC", escape_digits: str = ""
+    ) -> AgiResult:
+        """SAY DATETIME: `pattern` uses Asterisk's say.conf letters (A weekday,
+        B month, d day, Y year, IMp time); `timezone` is a zoneinfo name."""
+        if not re.fullmatch(r"[A-Za-z0-9_+/-]{1,64}", timezone):
+            raise ValueError(f"unsafe time zone {timezone!r}")
+        return await self.command(
+            f"SAY DATETIME {int(epoch)} {quote(escape_digits)} {quote(pattern)} {timezone}"
+        )
+
+    async def set_context(self, context: str) -> None:
+        """Where the dialplan continues once the AGI returns (with
+        set_extension and set_priority)."""
+        await self.command(f"SET CONTEXT {_dialplan_name(context)}")
+
+    async def set_extension(self, extension: str) -> None:
+        if not re.fullmatch(r"\+?[0-9A-Za-z*#_-]{1,64}", extension):
+            raise ValueError(f"unsafe extension {extension!r}")
+        await self.command(f"SET EXTENSION {extension}")
+
+    async def set_priority(self, priority: int | str) -> None:
+        await self.command(f"SET PRIORITY {_dialplan_name(str(priority))}")
 
     async def set_variable(self, name: str, value: str) -> None:
         await self.command(f"SET VARIABLE {_variable(name)} {quote(value)}")
@@ -272,6 +314,13 @@ def _name(value: str) -> str:
     """Prompt and application names: a safe charset, no quoting needed."""
     if not re.fullmatch(r"[A-Za-z0-9_./-]{1,128}", value) or ".." in value:
         raise ValueError(f"unsafe AGI name {value!r}")
+    return value
+
+
+def _dialplan_name(value: str) -> str:
+    """Contexts and priority labels: nothing a dialplan would split on."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,80}", value):
+        raise ValueError(f"unsafe dialplan name {value!r}")
     return value
 
 
