@@ -1,0 +1,2 @@
+"""The web side: aiohttp routes (health, metrics; agent and supervisor
+pages and the public callback API as they arrive)."""
