@@ -426,7 +426,16 @@ class Tracker:
             if channel is None:
                 continue
             call = self.calls[channel.call]
-            if channel.uniqueid != call.customer or call.state is not CallState.RINGING:
+            if channel.uniqueid != call.customer:
+                continue
+            if call.caller_number is None and call.direction is not Direction.CALLBACK:
+                # A call first seen in the list: it has the caller of its
+                # customer channel and started when that channel did.
+                call.caller_number = channel.caller_number
+                call.caller_name = channel.caller_name
+                if item.seconds_up is not None:
+                    call.started_at = min(call.started_at, event.at - item.seconds_up)
+            if call.state is not CallState.RINGING:
                 continue
             if item.bridge:
                 self._evaluate_bridge(item.bridge, event.at, changes)
