@@ -183,6 +183,14 @@ class NumbersSettings(_Section):
     )
 
 
+class CenterSettings(_Section):
+    """Where the center is defined (services, agents, routing policy: see
+    cti/center.py) and where the IVR flows live."""
+
+    file: Path | None = None
+    flows: Path = Path("dialplans/ivr")
+
+
 class Settings(BaseSettings):
     """Every setting of the server, by section."""
 
@@ -195,6 +203,7 @@ class Settings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     dialplan: DialplanSettings = Field(default_factory=DialplanSettings)
     numbers: NumbersSettings = Field(default_factory=NumbersSettings)
+    center: CenterSettings = Field(default_factory=CenterSettings)
 
     @classmethod
     def settings_customise_sources(

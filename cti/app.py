@@ -1,0 +1,239 @@
+"""The composition root of `cti serve`: builds every part from the settings
+and wires the one flow of data
+
+    Asterisk --AMI--> AmiLink --typed events--> Tracker --call changes-->
+    Switchboard (routing shell) --Setvar/Redirect--> AmiLink --> Asterisk
+
+beside the FastAGI server (IVR flows) and the aiohttp app (health,
+readiness, metrics, and the pages and APIs of the later features). It owns
+start-up order and graceful shutdown: on stop it takes no new work, lets
+the assignments in flight finish, then closes the links.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from cti.calls.model import CallEnded, CallState
+from cti.calls.tracker import DialplanContexts, Tracker
+from cti.center import Center
+from cti.config import Settings
+from cti.kpi.run import RunStats
+from cti.pbx import events as ev
+from cti.pbx.actions import AmiAction
+from cti.pbx.errors import AmiDisconnected, AmiLoginFailed, AmiTimeout
+from cti.pbx.link import AmiLink, LinkState
+from cti.pbx.wire import AmiMessage
+from cti.routing import AgentState
+from cti.store.connection import Store
+from cti.store.reservations import Reservations
+from cti.switchboard import CallFinished, Switchboard, SwitchboardEvent, VipLookup
+from cti.web import health
+
+log = structlog.get_logger(__name__)
+
+Clock = Callable[[], float]
+
+
+@dataclass
+class Counters:
+    calls_ended: dict[str, int] = field(default_factory=dict)
+
+
+class Server:
+    """One running CTI server. `await start()`, then `await stop()`."""
+
+    def __init__(self, settings: Settings, center: Center, store: Store, *,
+                 clock: Clock = time.time, vip_lookup: VipLookup | None = None) -> None:
+        self.settings = settings
+        self.center = center
+        self.store = store
+        self.clock = clock
+        dialplan = settings.dialplan
+        self.tracker = Tracker(DialplanContexts(inbound=dialplan.inbound, wait=dialplan.wait,
+                                                connect=dialplan.connect,
+                                                callback=dialplan.callback))
+        self.link = self._new_link()
+        self.switchboard = Switchboard(center, self.tracker, self._send,
+                                       Reservations(store.redis), clock=clock,
+                                       vip_lookup=vip_lookup)
+        self.stats = RunStats()
+        self.counters = Counters()
+        self.switchboard.listeners.append(self._on_switchboard)
+        self.registry = CollectorRegistry()
+        self.registry.register(_Metrics(self))
+        self.web = web.Application()
+        self.web[health.READINESS] = health.Readiness({"ami": self._ami_ready,
+                                                        "store": self._store_ready})
+        self.web[health.REGISTRY] = self.registry
+        health.add_routes(self.web)
+        self._runner: web.AppRunner | None = None
+        self._site_port = 0
+        self._linking: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
+
+    @property
+    def http_port(self) -> int:
+        return self._site_port
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Serve HTTP at once (readiness says what is missing), then connect
+        to Asterisk in the background, retrying until it answers."""
+        http = self.settings.http
+        self._runner = web.AppRunner(self.web, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, http.host, http.port)
+        await site.start()
+        server = getattr(site, "_server", None)
+        sockets = getattr(server, "sockets", None) or []
+        self._site_port = sockets[0].getsockname()[1] if sockets else http.port
+        log.info("http.listening", host=http.host, port=self._site_port)
+        self.switchboard.start()
+        self._linking = asyncio.create_task(self._connect(), name="ami-connect")
+
+    async def _connect(self) -> None:
+        """The first connection: AmiLink reconnects by itself once logged in
+        once; before that, a PBX that is not up yet is waited for here."""
+        delay = self.settings.ami.reconnect_backoff_min
+        while True:
+            try:
+                await self.link.start()
+                return
+            except AmiLoginFailed as exc:
+                log.error("ami.login_refused", reason=str(exc),
+                          fix="check ami.username and CTI_AMI_SECRET against manager.conf")
+                return
+            except (AmiDisconnected, AmiTimeout, OSError) as exc:
+                log.warning("ami.unreachable", reason=str(exc), retry_in_s=delay)
+                if self.link.state is LinkState.CLOSED:
+                    self._renew_link()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.settings.ami.reconnect_backoff_max)
+
+    def _new_link(self) -> AmiLink:
+        ami = self.settings.ami
+        return AmiLink(
+            ami.host, ami.port, ami.username,
+            ami.secret.get_secret_value() if ami.secret is not None else "",
+            subscriber=self._on_pbx, clock=self.clock, action_timeout=ami.action_timeout,
+            ping_interval=ami.ping_interval, pong_timeout=ami.pong_timeout,
+            backoff_initial=ami.reconnect_backoff_min, backoff_max=ami.reconnect_backoff_max,
+        )
+
+    def _renew_link(self) -> None:
+        """A link whose first start failed is closed for good: a new one."""
+        self.link = self._new_link()
+
+    async def _send(self, action: AmiAction) -> list[AmiMessage]:
+        return await self.link.send(action)
+
+    async def stop(self) -> None:
+        """Graceful: no new work, finish the writes in flight, close links."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        log.info("server.stopping")
+        await self.switchboard.drain()
+        if self._linking is not None:
+            self._linking.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._linking
+        await self.link.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        log.info("server.stopped")
+
+    # -- the flow of data -----------------------------------------------------------
+
+    async def _on_pbx(self, event: ev.PbxEvent) -> None:
+        changes = self.tracker.apply(event)
+        await self.switchboard.on_event(event, list(changes))
+
+    def _on_switchboard(self, event: SwitchboardEvent) -> None:
+        if isinstance(event, CallFinished):
+            self._call_finished(event.event, event.info is not None and event.info.vip,
+                                routed=event.info is not None)
+
+    def _call_finished(self, ended: CallEnded, vip: bool, *, routed: bool) -> None:
+        outcome = ended.record.outcome.value
+        self.counters.calls_ended[outcome] = self.counters.calls_ended.get(outcome, 0) + 1
+        if routed:
+            self.stats.add(ended.record, vip)
+        log.info("call.ended", call_id=ended.record.call, outcome=outcome,
+                 agent_id=ended.record.agent, wait_ms=ended.record.wait_ms,
+                 talk_ms=ended.record.talk_ms, vip=vip)
+
+    # -- readiness --------------------------------------------------------------------
+
+    async def _ami_ready(self) -> tuple[bool, str]:
+        state = self.link.state
+        return state is LinkState.CONNECTED, state.value
+
+    async def _store_ready(self) -> tuple[bool, str]:
+        ok = await self.store.ping()
+        return ok, self.store.description if ok else f"{self.store.description}: no answer"
+
+
+class _Metrics(Collector):
+    """Prometheus view of the live state, read at scrape time."""
+
+    def __init__(self, server: Server) -> None:
+        self._server = server
+
+    def collect(self) -> Iterator[Any]:
+        server = self._server
+        link = server.link
+        up = GaugeMetricFamily("cti_ami_connected", "1 when the AMI link is logged in")
+        up.add_metric([], 1.0 if link.state is LinkState.CONNECTED else 0.0)
+        yield up
+        events = CounterMetricFamily("cti_ami_events", "AMI events received")
+        events.add_metric([], float(link.events_received))
+        yield events
+        reconnects = CounterMetricFamily("cti_ami_reconnects", "AMI reconnections")
+        reconnects.add_metric([], float(link.reconnects))
+        yield reconnects
+        calls = GaugeMetricFamily("cti_calls", "Live calls by state", labels=["state"])
+        by_state: dict[str, int] = {state.value: 0 for state in CallState
+                                    if state is not CallState.ENDED}
+        for call in server.tracker.calls.values():
+            if call.state is not CallState.ENDED:
+                by_state[call.state.value] += 1
+        for state, count in by_state.items():
+            calls.add_metric([state], float(count))
+        yield calls
+        waiting = GaugeMetricFamily("cti_tasks_waiting", "Tasks waiting for an agent",
+                                    labels=["service"])
+        per_service = dict.fromkeys(server.center.policy.services, 0)
+        for task in server.switchboard.index.waiting():
+            per_service[task.service] = per_service.get(task.service, 0) + 1
+        for service, count in per_service.items():
+            waiting.add_metric([service], float(count))
+        yield waiting
+        agents = GaugeMetricFamily("cti_agents", "Agents by state", labels=["state"])
+        agent_states = {state.value: 0 for state in AgentState}
+        for agent in server.switchboard.agents.values():
+            agent_states[agent.state.value] += 1
+        for state, count in agent_states.items():
+            agents.add_metric([state], float(count))
+        yield agents
+        decisions = CounterMetricFamily("cti_routing_decisions", "Routing assignments made")
+        decisions.add_metric([], float(server.switchboard.decisions))
+        yield decisions
+        ended = CounterMetricFamily("cti_calls_ended", "Ended calls by outcome",
+                                    labels=["outcome"])
+        for outcome, count in server.counters.calls_ended.items():
+            ended.add_metric([outcome], float(count))
+        yield ended

@@ -1,0 +1,1 @@
+"""KPIs: pure computations over ended calls and agent states; no IO, no clock."""

@@ -1,0 +1,97 @@
+"""`cti serve`: the production entry point. Reads the settings and the
+center file, opens the store, runs the `Server` until SIGTERM or SIGINT,
+then shuts down gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import structlog
+
+from cti.app import Server
+from cti.center import Center, CenterError, load_center
+from cti.config import ConfigError, Settings, load_settings
+from cti.logs import configure_logging
+from cti.store.connection import Store, open_store
+from cti.switchboard import VipLookup
+
+log = structlog.get_logger(__name__)
+
+VipLookupFactory = Callable[[Store], Awaitable[VipLookup | None]]
+
+
+def load(config: Path | None) -> tuple[Settings, Center] | int:
+    """Settings and center, or exit code 2 after printing every problem."""
+    try:
+        settings = load_settings(config)
+    except ConfigError as exc:
+        for key, reason in exc.problems:
+            print(f"{key}: {reason}", file=sys.stderr)
+        return 2
+    if settings.center.file is None:
+        print("center.file: not set; point it (or CTI_CENTER_FILE) at the YAML file "
+              "that defines services and agents", file=sys.stderr)
+        return 2
+    try:
+        center = load_center(settings.center.file)
+    except CenterError as exc:
+        for path, reason in exc.problems:
+            print(f"{exc.source}: {path}: {reason}", file=sys.stderr)
+        return 2
+    return settings, center
+
+
+async def run_until_signalled(server: Server, stop: asyncio.Event | None = None) -> None:
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
+
+
+async def customer_vip_lookup(store: Store) -> VipLookup | None:
+    """The VIP test the router uses: the caller's number in the customer
+    directory, tier vip."""
+    from cti.customers.store import CustomerStore  # noqa: PLC0415
+
+    customers = CustomerStore(store.redis)
+
+    async def lookup(number: str) -> tuple[str | None, bool]:
+        customer = await customers.by_phone(number)
+        if customer is None:
+            return None, False
+        return customer.id, customer.tier == "vip"
+
+    return lookup
+
+
+def main(config: Path | None) -> int:
+    loaded = load(config)
+    if isinstance(loaded, int):
+        return loaded
+    settings, center = loaded
+    configure_logging(settings.log.format, settings.log.level)
+
+    async def run() -> None:
+        url = settings.redis.url.get_secret_value() if settings.redis.url else None
+        store = await open_store(url)
+        try:
+            server = Server(settings, center, store, vip_lookup=await customer_vip_lookup(store))
+            log.info("server.starting", services=sorted(center.policy.services),
+                     agents=len(center.agents), store=store.description)
+            await run_until_signalled(server)
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+    return 0

@@ -1,0 +1,483 @@
+"""The routing shell: the IO around the pure router.
+
+It owns the live agents and waiting tasks (in a `RoutingIndex`), turns the
+tracker's call changes into tasks, asks the index for a decision on every
+event that can change the answer (a task arrives or comes back, an agent
+becomes free, a relaxation step or a wrap-up ends: a timer set to the
+index's next deadline, never a polling loop), reserves the chosen agent
+atomically in Redis and moves the call with Setvar + Redirect into
+`cti-connect`. It follows the offer through: ring-no-answer (`CTIRona`),
+answer, caller hang-up, wrap-up; and it runs the agents' own requests
+(login, pause with a reason, ready, end wrap-up, logout).
+
+Its state changes happen synchronously inside each handler, before any
+await, so the index is always settled when the next event comes in; the
+AMI and Redis work of an assignment runs as a task of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import structlog
+
+from cti.calls.model import Call, CallEnded, CallState, CallStateChanged
+from cti.calls.tracker import DialplanContexts, Tracker
+from cti.center import Center
+from cti.pbx import events as ev
+from cti.pbx.actions import AmiAction
+from cti.pbx.commands import Redirect, Setvar
+from cti.pbx.errors import PbxError
+from cti.routing import Agent, AgentState, Assignment, IllegalTransition, RoutingIndex, Task
+from cti.store.reservations import Reservations
+
+log = structlog.get_logger(__name__)
+
+Send = Callable[[AmiAction], Awaitable[object]]
+Clock = Callable[[], float]
+VipLookup = Callable[[str], Awaitable[tuple[str | None, bool]]]
+
+# Dial statuses after which the agent is paused: the phone rang out. BUSY,
+# CHANUNAVAIL, CONGESTION release the agent without a pause.
+NO_ANSWER_STATUSES = frozenset({"NOANSWER", "CANCEL", ""})
+# A reservation outlives the offer by this margin, and an answered call is
+# held this long (extended on each answered call).
+_RESERVE_MARGIN_S = 10.0
+_CALL_HOLD_S = 4 * 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class TaskInfo:
+    """What the shell knows of a task besides the router's view."""
+
+    task: Task
+    vip: bool
+    customer: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AgentChanged:
+    agent: Agent
+
+
+@dataclass(frozen=True, slots=True)
+class TaskQueued:
+    info: TaskInfo
+    call: str
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOffered:
+    assignment: Assignment
+    info: TaskInfo
+    call: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallFinished:
+    """A routed call ended: its record and how it was classified."""
+
+    event: CallEnded
+    info: TaskInfo | None
+
+
+SwitchboardEvent = AgentChanged | TaskQueued | TaskOffered | CallFinished
+Listener = Callable[[SwitchboardEvent], None]
+
+
+class Switchboard:
+    def __init__(self, center: Center, tracker: Tracker, send: Send,
+                 reservations: Reservations, *, clock: Clock,
+                 contexts: DialplanContexts | None = None,
+                 vip_lookup: VipLookup | None = None) -> None:
+        self.center = center
+        self.tracker = tracker
+        self.index = RoutingIndex(center.policy)
+        self.contexts = contexts or tracker.contexts
+        self._send = send
+        self._reservations = reservations
+        self._clock = clock
+        self._vip_lookup = vip_lookup
+        self.agents: dict[str, Agent] = {}
+        self.tasks: dict[str, TaskInfo] = {}      # by task id = call id, while the call lives
+        self.offers: dict[str, str] = {}          # task id -> agent offered / talking
+        self._agent_task: dict[str, str] = {}     # agent id -> task id
+        self._pending_pause: dict[str, str] = {}
+        self._jobs: set[asyncio.Task[None]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._accepting = True
+        self.listeners: list[Listener] = []
+        self.decisions = 0
+        for agent in center.agents:
+            self._put(agent)
+
+    # -- agents' requests -------------------------------------------------------
+
+    def login(self, agent_id: str) -> Agent:
+        return self._agent_move(agent_id, lambda a, now: a.login(now))
+
+    def ready(self, agent_id: str) -> Agent:
+        self._pending_pause.pop(agent_id, None)
+        return self._agent_move(agent_id, lambda a, now: a.ready(now))
+
+    def end_wrap_up(self, agent_id: str) -> Agent:
+        return self._agent_move(agent_id, lambda a, now: a.end_wrap_up(now))
+
+    def pause(self, agent_id: str, reason: str) -> Agent:
+        """Pause now; an agent on a call is paused when the call ends. An
+        agent being offered a call gives it back: the caller waits again."""
+        agent = self._agent(agent_id)
+        if agent.state is AgentState.ON_CALL:
+            self._pending_pause[agent_id] = reason
+            log.info("agent.pause_pending", agent_id=agent_id, reason=reason)
+            return agent
+        self._withdraw_offer(agent)
+        return self._agent_move(agent_id, lambda a, now: a.pause(now, reason))
+
+    def logout(self, agent_id: str) -> Agent:
+        agent = self._agent(agent_id)
+        self._withdraw_offer(agent)
+        return self._agent_move(agent_id, lambda a, now: a.logout(now))
+
+    def set_skills(self, agent_id: str, skills: dict[str, int]) -> Agent:
+        """Change an agent's skills live; the router uses them at once."""
+        agent = self._agent(agent_id)
+        changed = Agent(id=agent.id, name=agent.name, interface=agent.interface,
+                        skills=skills, state=agent.state, state_since=agent.state_since,
+                        pause_reason=agent.pause_reason, calls_handled=agent.calls_handled,
+                        last_call_end=agent.last_call_end, task_service=agent.task_service)
+        self._put(changed)
+        self._after_agent(changed, self._clock())
+        return changed
+
+    def _agent(self, agent_id: str) -> Agent:
+        agent = self.agents.get(agent_id)
+        if agent is None:
+            raise KeyError(f"no agent {agent_id!r}")
+        return agent
+
+    def _agent_move(self, agent_id: str, move: Callable[[Agent, float], Agent]) -> Agent:
+        now = self._clock()
+        agent = move(self._agent(agent_id), now)
+        self._put(agent)
+        log.info("agent.state", agent_id=agent_id, state=agent.state.value,
+                 reason=agent.pause_reason)
+        self._after_agent(agent, now)
+        return agent
+
+    def _after_agent(self, agent: Agent, now: float) -> None:
+        if agent.state is AgentState.AVAILABLE:
+            self._run(self.index.assign_for_agent(agent.id, now), now)
+        self._arm(now)
+
+    def _withdraw_offer(self, agent: Agent) -> None:
+        """The agent will not take the call offered to them: the caller goes
+        back to waiting with their place (the task keeps its enqueue time)."""
+        if agent.state not in (AgentState.RESERVED, AgentState.RINGING):
+            return
+        task_id = self._agent_task.get(agent.id)
+        info = self.tasks.get(task_id) if task_id else None
+        call = self.tracker.calls.get(task_id) if task_id else None
+        if info is None or call is None:
+            return
+        channel = self._customer_channel(call)
+        if channel is not None:
+            self._spawn(self._redirect_back(channel, call.id))
+
+    async def _redirect_back(self, channel: str, call: str) -> None:
+        try:
+            await self._send(Redirect(channel, self.contexts.wait, "s").to_action())
+        except PbxError as exc:
+            log.warning("routing.redirect_back_failed", call_id=call, reason=str(exc))
+
+    # -- events from the PBX ------------------------------------------------------
+
+    async def on_event(self, event: ev.PbxEvent, changes: list[object]) -> None:
+        """One typed PBX event and the tracker's changes for it."""
+        for change in changes:
+            if isinstance(change, CallStateChanged):
+                await self._on_call_state(change)
+            elif isinstance(change, CallEnded):
+                self._on_call_ended(change)
+        if isinstance(event, ev.UserEventReceived) and event.name == "CTIRona":
+            self._on_rona(event)
+
+    async def _on_call_state(self, change: CallStateChanged) -> None:
+        call = self.tracker.calls.get(change.call)
+        if call is None:
+            return
+        if change.state is CallState.WAITING:
+            await self._on_waiting(call, change.at)
+        elif change.state is CallState.CONNECTING:
+            agent = self._offered_agent(call.id)
+            if agent is not None and agent.state is AgentState.RESERVED:
+                self._put(agent.ring(change.at))
+        elif change.state is CallState.TALKING:
+            self._on_answered(call, change.at)
+
+    async def _on_waiting(self, call: Call, at: float) -> None:
+        info = self.tasks.get(call.id)
+        if info is None:
+            if not self._accepting:
+                return
+            info = await self._new_task(call, at)
+            if call.id not in self.tracker.calls:  # hung up during the lookup
+                return
+            self.tasks[call.id] = info
+            log.info("routing.task_queued", call_id=call.id, service=info.task.service,
+                     priority=info.task.priority, vip=info.vip)
+            self._emit(TaskQueued(info, call.id))
+        elif call.id in self.offers:
+            return  # the RONA handler requeues it
+        now = self._clock()
+        self.index.put_task(info.task)
+        self._run(self.index.assign_for_task(info.task.id, now), now)
+        self._arm(now)
+
+    async def _new_task(self, call: Call, at: float) -> TaskInfo:
+        number = call.caller_number or ""
+        customer, vip = (None, False)
+        if self._vip_lookup is not None and number:
+            try:
+                customer, vip = await self._vip_lookup(number)
+            except Exception:  # a directory outage must not lose the call
+                log.exception("routing.customer_lookup_failed", call_id=call.id)
+        requested = call.service or call.variables.get("CTI_SERVICE")
+        vip = (vip or call.variables.get("CTI_PRIORITY", "").lower() == "vip"
+               or (call.did or "") in self.center.vip_numbers)
+        service = self.center.service_for(requested, call.did)
+        task = Task(id=call.id, service=service,
+                    enqueued_at=call.wait_started_at or at,
+                    priority="vip" if vip else None, customer=customer)
+        return TaskInfo(task, vip, customer)
+
+    def _on_answered(self, call: Call, at: float) -> None:
+        agent = self._offered_agent(call.id)
+        if agent is None or agent.state not in (AgentState.RESERVED, AgentState.RINGING):
+            return
+        self._put(agent.answer(at))
+        log.info("routing.answered", call_id=call.id, agent_id=agent.id)
+        self._spawn(self._hold(agent.id, call.id))
+
+    async def _hold(self, agent_id: str, task_id: str) -> None:
+        with contextlib.suppress(Exception):
+            await self._reservations.extend(agent_id, task_id, _CALL_HOLD_S)
+
+    def _on_rona(self, event: ev.UserEventReceived) -> None:
+        if event.channel is None:
+            return
+        call = self.tracker.call_of(event.channel.uniqueid)
+        if call is None:
+            return
+        agent_id = self.offers.pop(call.id, None)
+        info = self.tasks.get(call.id)
+        if agent_id is None or info is None:
+            return
+        self._agent_task.pop(agent_id, None)
+        status = event.fields.get("CtiDialStatus", "").upper()
+        now = event.at
+        agent = self.agents.get(agent_id)
+        if agent is not None and agent.state in (AgentState.RESERVED, AgentState.RINGING):
+            agent = agent.release(now)
+            if status in NO_ANSWER_STATUSES:
+                agent = agent.pause(now, self.center.no_answer_pause_reason)
+            self._put(agent)
+            log.info("routing.ring_no_answer", call_id=call.id, agent_id=agent_id,
+                     dial_status=status or "unknown", paused=agent.state is AgentState.PAUSED)
+        self._spawn(self._give_back(agent_id, call.id))
+        info = TaskInfo(info.task.with_no_answer(agent_id, now), info.vip, info.customer)
+        self.tasks[call.id] = info
+        # Back in the queue with its original enqueue time: its place is kept.
+        self.index.put_task(info.task)
+        self._run(self.index.assign_for_task(info.task.id, now), now)
+        if agent is not None:
+            self._after_agent(agent, now)
+        self._arm(now)
+
+    def _on_call_ended(self, change: CallEnded) -> None:
+        call_id = change.record.call
+        info = self.tasks.pop(call_id, None)
+        self.index.remove_task(call_id)
+        agent_id = self.offers.pop(call_id, None)
+        now = change.at
+        if agent_id is not None:
+            self._agent_task.pop(agent_id, None)
+            agent = self.agents.get(agent_id)
+            if agent is not None:
+                self._spawn(self._give_back(agent_id, call_id))
+                if agent.state is AgentState.ON_CALL:
+                    agent = agent.end_call(now)
+                    pending = self._pending_pause.pop(agent_id, None)
+                    if pending is not None:
+                        agent = agent.pause(now, pending)
+                elif agent.state in (AgentState.RESERVED, AgentState.RINGING):
+                    agent = agent.release(now)  # the caller hung up while it rang
+                self._put(agent)
+                self._after_agent(agent, now)
+        self._emit(CallFinished(change, info))
+
+    # -- decisions ----------------------------------------------------------------
+
+    def _run(self, assignment: Assignment | None, now: float) -> None:
+        if assignment is not None:
+            self._offer(assignment, now)
+
+    def _offer(self, assignment: Assignment, now: float) -> None:
+        """Apply a decision to the index at once, then do its IO."""
+        info = self.tasks.get(assignment.task_id)
+        agent = self.agents.get(assignment.agent_id)
+        call = self.tracker.calls.get(assignment.task_id)
+        if info is None or agent is None or call is None:
+            self.index.remove_task(assignment.task_id)
+            return
+        channel = self._customer_channel(call)
+        if channel is None:
+            self.index.remove_task(assignment.task_id)
+            return
+        self.decisions += 1
+        self.index.remove_task(info.task.id)
+        reserved = agent.reserve(now, info.task.service)
+        self._put(reserved)
+        self.offers[call.id] = agent.id
+        self._agent_task[agent.id] = call.id
+        log.info("routing.assigned", call_id=call.id, agent_id=agent.id, rule=assignment.rule,
+                 waited_s=round(assignment.waited_seconds, 1),
+                 priority=round(assignment.effective_priority, 1),
+                 passed_over=[f"{a}: {why}" for a, why in assignment.passed_over])
+        self._emit(TaskOffered(assignment, info, call.id))
+        self._spawn(self._connect(reserved, info, channel))
+
+    async def _connect(self, agent: Agent, info: TaskInfo, channel: str) -> None:
+        service = self.center.policy.services[info.task.service]
+        ring = service.ring_timeout_seconds
+        task_id = info.task.id
+        try:
+            taken = await self._reservations.take(agent.id, task_id, ring + _RESERVE_MARGIN_S)
+        except Exception:
+            log.exception("routing.reservation_failed", call_id=task_id, agent_id=agent.id)
+            self._undo_offer(agent.id, task_id, requeue=True)
+            return
+        if taken is not None:
+            log.warning("routing.agent_held_elsewhere", call_id=task_id, agent_id=agent.id,
+                        holder=taken.holder)
+            self._undo_offer(agent.id, task_id, requeue=True)
+            return
+        variables = (("CTI_AGENT", agent.id), ("CTI_AGENT_DEVICE", agent.interface),
+                     ("CTI_RING_TIMEOUT", str(round(ring))), ("CTI_TASK", task_id),
+                     ("CTI_SERVICE", info.task.service))
+        try:
+            actions = [Setvar(channel, name, value).to_action() for name, value in variables]
+            actions.append(Redirect(channel, self.contexts.connect, agent.id).to_action())
+            # One AMI session runs its actions in order: send the variables
+            # together, then the Redirect that reads them.
+            await asyncio.gather(*(self._send(action) for action in actions[:-1]))
+            await self._send(actions[-1])
+        except (PbxError, ValueError) as exc:
+            log.warning("routing.connect_failed", call_id=task_id, agent_id=agent.id,
+                        reason=str(exc))
+            await self._give_back(agent.id, task_id)
+            self._undo_offer(agent.id, task_id, requeue=task_id in self.tracker.calls)
+
+    def _undo_offer(self, agent_id: str, task_id: str, *, requeue: bool) -> None:
+        now = self._clock()
+        if self.offers.get(task_id) == agent_id:
+            del self.offers[task_id]
+            self._agent_task.pop(agent_id, None)
+        agent = self.agents.get(agent_id)
+        if agent is not None and agent.state in (AgentState.RESERVED, AgentState.RINGING):
+            # Not offered again for this task for a while (as a ring-out).
+            agent = agent.release(now)
+            self._put(agent)
+        info = self.tasks.get(task_id)
+        if requeue and info is not None:
+            info = TaskInfo(info.task.with_no_answer(agent_id, now), info.vip, info.customer)
+            self.tasks[task_id] = info
+            self.index.put_task(info.task)
+            self._run(self.index.assign_for_task(task_id, now), now)
+        if agent is not None:
+            self._after_agent(agent, now)
+        self._arm(now)
+
+    async def _give_back(self, agent_id: str, task_id: str) -> None:
+        try:
+            await self._reservations.give_back(agent_id, task_id)
+        except Exception:
+            log.exception("routing.give_back_failed", call_id=task_id, agent_id=agent_id)
+
+    # -- timer --------------------------------------------------------------------
+
+    def _arm(self, now: float) -> None:
+        """Wake at the index's next deadline (relaxation, wrap-up end, ...)."""
+        wake = self.index.next_wakeup(now)
+        if wake is None or not self._accepting:
+            return
+        if self._timer is not None and self._timer_at is not None and self._timer_at <= wake:
+            return  # an earlier wake-up is set; it re-arms for the rest
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = wake
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(max(0.0, wake - now), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        now = self._clock()
+        for agent in list(self.agents.values()):
+            if agent.state is AgentState.WRAP_UP and agent.task_service is not None:
+                service = self.center.policy.services.get(agent.task_service)
+                end = None if service is None else agent.state_since + service.wrap_up_seconds
+                if end is not None and end <= now:
+                    done = agent.end_wrap_up(end)
+                    self._put(done)
+                    self._run(self.index.assign_for_agent(done.id, now), now)
+        for assignment in self.index.assign_due(now):
+            self._offer(assignment, now)
+        self._arm(now)
+
+    # -- bookkeeping -----------------------------------------------------------------
+
+    def _put(self, agent: Agent) -> None:
+        self.agents[agent.id] = agent
+        self.index.put_agent(agent)
+        self._emit(AgentChanged(agent))
+
+    def _offered_agent(self, call_id: str) -> Agent | None:
+        agent_id = self.offers.get(call_id)
+        return None if agent_id is None else self.agents.get(agent_id)
+
+    def _customer_channel(self, call: Call) -> str | None:
+        uniqueid = call.customer
+        channel = self.tracker.channels.get(uniqueid) if uniqueid else None
+        return None if channel is None else channel.name
+
+    def _emit(self, event: SwitchboardEvent) -> None:
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("switchboard.listener_failed", event=type(event).__name__)
+
+    def _spawn(self, job: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(job)
+        self._jobs.add(task)
+        task.add_done_callback(self._jobs.discard)
+
+    async def drain(self) -> None:
+        """Stop taking new calls and let the assignments in flight finish."""
+        self._accepting = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._jobs:
+            await asyncio.gather(*self._jobs, return_exceptions=True)
+
+    def start(self) -> None:
+        """Log in the agents configured to be logged in at start."""
+        for agent_id in sorted(self.center.login_at_start):
+            with contextlib.suppress(IllegalTransition):
+                self.login(agent_id)
