@@ -3,8 +3,8 @@ server's FastAGI port and speaks AGI the way Asterisk 22 does in
 recording 08 (env block, `200 result=` replies, `510`, the `520-` usage
 block, the unsolicited `HANGUP` and `511` on a dead channel).
 
-An unreachable FastAGI server gives AGISTATUS=FAILURE and the call goes on
-in the dialplan, as in Asterisk.
+An unreachable FastAGI server (refused, or silent for 2 s) gives
+AGISTATUS=FAILURE and the call goes on in the dialplan, as in Asterisk.
 """
 
 from __future__ import annotations
@@ -38,6 +38,9 @@ DEAD = "511 Command Not Permitted on a dead channel or intercept routine"
 SOUNDS = {"hello-world": 1.42, "you-entered": 0.98, "auth-thankyou": 0.96,
           "basic-pbx-ivr-main": 4.0, "agent-pass": 1.2}
 DIGIT_SECONDS = 0.38
+# res_agi.c MAX_AGI_CONNECT: a FastAGI server that does not accept within
+# 2 s is a failure (real seconds: a network wait, not simulated time).
+CONNECT_TIMEOUT_S = 2.0
 ALLOWED_DEAD = {"GET VARIABLE", "GET FULL VARIABLE", "SET VARIABLE", "VERBOSE", "NOOP"}
 KNOWN = ("ANSWER", "CHANNEL STATUS", "GET FULL VARIABLE", "GET VARIABLE", "SET VARIABLE",
          "STREAM FILE", "GET DATA", "SAY DIGITS", "WAIT FOR DIGIT", "EXEC", "VERBOSE",
@@ -205,8 +208,9 @@ async def agi(rt: Runtime, chan: Channel, args: list[str]) -> Outcome:
         rt.switch.set_var(chan, "AGISTATUS", "FAILURE")
         return Outcome.NEXT
     try:
-        reader, writer = await asyncio.open_connection(parts.hostname, parts.port or 4573)
-    except OSError:
+        async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            reader, writer = await asyncio.open_connection(parts.hostname, parts.port or 4573)
+    except (OSError, TimeoutError):
         rt.switch.set_var(chan, "AGISTATUS", "FAILURE")
         return Outcome.HANGUP if chan.hangup_requested else Outcome.NEXT
     talk = _Conversation(rt, chan, writer)

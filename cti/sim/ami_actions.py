@@ -264,7 +264,7 @@ class Actions:
 
     async def device_state_list(self, session: Session, msg: AmiMessage) -> None:
         switch = self.rt.switch
-        devices = sorted({c.device for c in switch.channels.values()} | set(switch.hinted()))
+        devices = sorted(switch.devices())
         self._start(session, msg, "Device State Changes will follow")
         for device in devices:
             session.send([("Event", "DeviceStateChange"), *self._aid(msg), ("Device", device),

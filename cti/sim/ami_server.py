@@ -115,7 +115,8 @@ class AmiServer:
     def broadcast(self, event: str, privilege: str, pairs: Pairs) -> None:
         full = [("Event", event), ("Privilege", f"{privilege},all"), *pairs]
         data = encode(full)
-        text = data.decode()
+        # the text is only read by Filter rules: no decode per event otherwise
+        text = data.decode() if any(s.filters for s in self.sessions) else ""
         for session in list(self.sessions):
             if session.wants(privilege, text) and not session.writer.is_closing():
                 session.writer.write(data)

@@ -1,14 +1,19 @@
 """Dialplan applications of the simulator (NoOp, Set, Answer, Wait,
-MusicOnHold, UserEvent, Goto, Hangup, Ringing, Busy, Congestion, SendDTMF,
-ChanSpy), each emitting what the Asterisk 22 application emits.
+MusicOnHold, UserEvent, Goto, GotoIf, ExecIf, Hangup, Ringing, Busy,
+Congestion, SendDTMF, ChanSpy), each emitting what the Asterisk 22
+application emits.
 
 Dial lives in `cti.sim.dial` and AGI in `cti.sim.agi_client`.
 """
 
 from __future__ import annotations
 
+import re
+
 from cti.sim.channels import Channel, State
-from cti.sim.runtime import Outcome, Runtime
+from cti.sim.runtime import Outcome, Runtime, app_args
+
+_APP_CALL = re.compile(r"\s*(\w+)(?:\((.*)\))?\s*\Z", re.DOTALL)
 
 
 async def noop(rt: Runtime, chan: Channel, args: list[str]) -> Outcome:
@@ -82,13 +87,67 @@ async def user_event(rt: Runtime, chan: Channel, args: list[str]) -> Outcome:
 
 
 async def goto(rt: Runtime, chan: Channel, args: list[str]) -> Outcome:
-    if len(args) == 3:
-        chan.context, chan.exten, chan.priority = args[0], args[1], int(args[2])
+    """Goto([[context,]exten,]priority|label)."""
+    context, exten = chan.context, chan.exten
+    if len(args) >= 3:
+        context, exten, target = args[0], args[1], args[2]
     elif len(args) == 2:
-        chan.exten, chan.priority = args[0], int(args[1])
+        exten, target = args
     else:
-        chan.priority = int(args[0])
+        target = args[0] if args else ""
+    priority = rt.dialplan.priority(context, exten, target.strip())
+    if priority is None:
+        # Asterisk refuses an unknown label and the channel hangs up
+        return Outcome.HANGUP
+    chan.context, chan.exten, chan.priority = context, exten, priority
     return Outcome.JUMP
+
+
+def _true(condition: str) -> bool:
+    """pbx_checkcondition: empty and 0 are false, any other text is true."""
+    text = condition.strip()
+    if not text:
+        return False
+    try:
+        return float(text) != 0
+    except ValueError:
+        return True
+
+
+def _branches(text: str) -> tuple[str, str]:
+    """`iftrue:iffalse`, split at the first `:` outside parentheses."""
+    depth = 0
+    for index, char in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == ":" and depth == 0:
+            return text[:index], text[index + 1:]
+    return text, ""
+
+
+async def goto_if(rt: Runtime, chan: Channel, args: list[str]) -> Outcome:
+    """GotoIf(condition?[iftrue][:iffalse]); no branch taken = next priority."""
+    condition, _, branches = (args[0] if args else "").partition("?")
+    when_true, when_false = _branches(branches)
+    target = when_true if _true(condition) else when_false
+    if not target:
+        return Outcome.NEXT
+    return await goto(rt, chan, target.split(","))
+
+
+async def exec_if(rt: Runtime, chan: Channel, args: list[str]) -> Outcome:
+    """ExecIf(condition?app(args)[:app(args)]): runs the application without
+    a Newexten of its own, as Asterisk does."""
+    condition, _, branches = (args[0] if args else "").partition("?")
+    when_true, when_false = _branches(branches)
+    call = when_true if _true(condition) else when_false
+    if not call.strip():
+        return Outcome.NEXT
+    match = _APP_CALL.match(call)
+    runner = rt.apps.get(match.group(1)) if match is not None else None
+    if match is None or runner is None:
+        # "Could not find application": the channel hangs up
+        return Outcome.HANGUP
+    return await runner(rt, chan, app_args(match.group(1), match.group(2) or ""))
 
 
 async def music_on_hold(rt: Runtime, chan: Channel, args: list[str]) -> Outcome:

@@ -144,6 +144,13 @@ class Switch:
         self.channels: dict[str, Channel] = {}
         self.globals: dict[str, str] = {}
         self._hint_state: dict[str, int] = dict.fromkeys(hints, 0)
+        # Indexes that keep a device change O(its own channels and hints):
+        # with a thousand agents a scan of every channel or hint per
+        # Newstate makes the event loop fall behind at speed > 1.
+        self._on_device: dict[str, set[Channel]] = {}
+        self._hints_of: dict[str, list[str]] = {}
+        for exten, device in hints.items():
+            self._hints_of.setdefault(device, []).append(exten)
 
     # ------------------------------------------------------------ identities
     def new_uniqueid(self) -> str:
@@ -181,6 +188,7 @@ class Switch:
         one.partner, two.partner = two, one
         for chan in (one, two):
             self.channels[chan.name] = chan
+            self._on_device.setdefault(base, set()).add(chan)
             self.emit("Newchannel", "call", chan.fields())
         return one, two
 
@@ -305,6 +313,11 @@ class Switch:
         )
         chan.alive = False
         self.channels.pop(chan.name, None)
+        on_device = self._on_device.get(chan.device)
+        if on_device is not None:
+            on_device.discard(chan)
+            if not on_device:
+                del self._on_device[chan.device]
         self.device_changed(chan.device, device_state)
 
     # ------------------------------------------------------------ bridges
@@ -340,11 +353,10 @@ class Switch:
     def device_state(self, device: str) -> str:
         # A Local device is in use while one of its pairs has both halves up
         # and no hangup pending (core_local.c checks the ;1 owner).
-        for chan in self.channels.values():
+        for chan in self._on_device.get(device, ()):
             partner = chan.partner
             if (
-                chan.device == device
-                and chan.half == 1
+                chan.half == 1
                 and partner is not None
                 and partner.alive
                 and not chan.hangup_requested
@@ -356,9 +368,7 @@ class Switch:
     def device_changed(self, device: str, state: str | None = None) -> None:
         value = state or self.device_state(device)
         self.emit("DeviceStateChange", "call", [("Device", device), ("State", value)])
-        for exten, hinted in self._hints.items():
-            if hinted != device:
-                continue
+        for exten in self._hints_of.get(device, ()):
             status = 1 if value == "INUSE" else 0
             if status != self._hint_state[exten]:
                 self._hint_state[exten] = status
@@ -377,6 +387,10 @@ class Switch:
     def hinted(self) -> dict[str, str]:
         return dict(self._hints)
 
+    def devices(self) -> set[str]:
+        """Devices with a live channel or a hint (DeviceStateList)."""
+        return set(self._on_device) | set(self._hints_of)
+
     def hint_status(self, exten: str) -> int | None:
         return self._hint_state.get(exten)
 
@@ -390,8 +404,12 @@ class Switch:
             if seconds is None:
                 await waiter.wait()
             elif seconds > 0:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for
+                # swallows a cancel that lands as the waiter is set, and the
+                # channel would then sit out its whole MusicOnHold on close.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(waiter.wait(), seconds)
+                    async with asyncio.timeout(seconds):
+                        await waiter.wait()
         finally:
             for chan in members:
                 chan.waiters.discard(waiter)

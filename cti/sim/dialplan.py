@@ -1,9 +1,11 @@
 """The dialplan the simulator runs: the `cti-*`, `ivr-inbound` and `sim-*`
-contexts of the recordings' `config/extensions.conf`, as data.
+contexts of the recordings' `config/extensions.conf`, as data, and the
+IVR entry of `dialplans/cti.conf` (`SimSettings.inbound_agi`).
 
 Each priority is a `Step` (application + data); data may refer to channel
-variables with `${...}` like the real dialplan, so the `Newexten` AppData
-and the values the CTI server sees are the same as Asterisk's.
+variables with `${...}` and hold simple `$[...]` comparisons like the real
+dialplan, so the `Newexten` AppData and the values the CTI server sees are
+the same as Asterisk's.
 """
 
 from __future__ import annotations
@@ -17,12 +19,17 @@ from cti.sim.channels import Channel
 from cti.sim.population import Phone, Pickup, Population
 
 _VAR = re.compile(r"\$\{([^{}]+)\}")
+_EXPRESSION = re.compile(r"\$\[([^\[\]]*)\]")
+_COMPARISON = re.compile(r'\s*("[^"]*"|[^\s"!=]*)\s*(!=|=)\s*("[^"]*"|[^\s"!=]*)\s*\Z')
 
 
 @dataclass(frozen=True, slots=True)
 class Step:
+    """One priority; `label` names it for Goto/GotoIf (`same => n(done),...`)."""
+
     app: str
     data: str = ""
+    label: str = ""
 
 
 Lookup = Callable[[str], "list[Step] | None"]
@@ -31,9 +38,9 @@ Lookup = Callable[[str], "list[Step] | None"]
 def substitute(
     text: str, chan: Channel, globals_: Mapping[str, str], extra: Mapping[str, str]
 ) -> str:
-    """Expand `${NAME}`, `${EXTEN}`, `${CHANNEL}`, `${CALLERID(all|num|name)}`;
-    `extra` holds the values of the few expressions the Python dialplan
-    computes itself (the `${IF(...)}` of cti-connect)."""
+    """Expand `${NAME}`, `${EXTEN}`, `${CHANNEL}`, `${CALLERID(all|num|name)}`,
+    then `$[...]` comparisons; `extra` holds the values of the few
+    expressions the Python dialplan computes itself (`Dialplan.expressions`)."""
 
     def value(match: re.Match[str]) -> str:
         name = match.group(1)
@@ -53,7 +60,18 @@ def substitute(
             return chan.variables[name]
         return globals_.get(name, "")
 
-    return _VAR.sub(value, text)
+    return _EXPRESSION.sub(_compare, _VAR.sub(value, text))
+
+
+def _compare(match: re.Match[str]) -> str:
+    """`$["a" = "b"]` / `$[a != b]` -> "1" or "0", as Asterisk evaluates
+    them before the application runs (the AppData shows the result). Only
+    the (in)equality the cti dialplan uses; anything else stays as written."""
+    comparison = _COMPARISON.match(match.group(1))
+    if comparison is None:
+        return match.group(1).strip()
+    left, operator, right = (part.strip('"') for part in comparison.groups())
+    return "1" if (left == right) == (operator == "=") else "0"
 
 
 def _pattern(pattern: str) -> re.Pattern[str]:
@@ -84,9 +102,34 @@ CTI_INBOUND = [
     Step("NoOp", "inbound call from ${CALLERID(all)} on DID ${EXTEN}"),
     Step("Set", "CTI_DID=${EXTEN}"),
     Step("Set", "CTI_STATE=queued"),
-    Step("UserEvent", "CTIQueued,CtiDid: ${EXTEN},CtiService: support"),
+    # The recordings hard-code `support`; the service a caller was given
+    # (Originate Variable CTI_SERVICE) or CTI_DEFAULT_SERVICE reads the same
+    # for the default service and lets the server's routing work unchanged.
+    Step("UserEvent", "CTIQueued,CtiDid: ${EXTEN},CtiService: ${CTI_SERVICE_OR_DEFAULT}"),
     Step("Goto", "cti-wait,s,1"),
 ]
+
+
+def _cti_inbound_agi(agi_url: str) -> list[Step]:
+    """[cti-inbound] of dialplans/cti.conf: the server's IVR over FastAGI;
+    when it cannot be reached (AGISTATUS FAILURE) the caller still queues,
+    with the default service."""
+    return [
+        Step("NoOp", "CTI inbound call from ${CALLERID(all)} on DID ${EXTEN}"),
+        Step("Set", "CTI_DID=${EXTEN}"),
+        Step("Set", "CTI_STATE=ivr"),
+        Step("Answer"),
+        Step("AGI", f"{agi_url}/ivr?did=${{EXTEN}}"),
+        Step("ExecIf",
+             '$["${AGISTATUS}" != "SUCCESS"]?Set(CTI_SERVICE=${CTI_DEFAULT_SERVICE})'),
+        Step("GotoIf", '$["${CTI_STATE}" = "done"]?done'),
+        Step("Set", "CTI_STATE=queued"),
+        Step("UserEvent", "CTIQueued,CtiDid: ${EXTEN},CtiService: ${CTI_SERVICE}"),
+        Step("Goto", "cti-wait,s,1"),
+        Step("Hangup", label="done"),
+    ]
+
+
 CTI_WAIT = [
     Step("NoOp", "waiting for a CTI routing decision"),
     Step("Set", "CTI_STATE=waiting"),
@@ -100,7 +143,9 @@ CTI_CONNECT = [
     # Set(RT=${IF($["${CTI_RING_TIMEOUT}" = ""]?${CTI_DEFAULT_RING_TIMEOUT}:...)})
     Step("Set", "RT=${RING_TIMEOUT_OR_DEFAULT}"),
     Step("UserEvent", "CTIConnecting,CtiAgent: ${EXTEN},CtiRingTimeout: ${RT}"),
-    Step("Dial", "${AGENT_INTERFACE},${RT},t"),
+    # Dial(${CTI_AGENT_DEVICE},${RT},t): the device the server set, else
+    # the agent_interface template (what the recordings dial)
+    Step("Dial", "${CTI_AGENT_DEVICE_OR_INTERFACE},${RT},t"),
     Step("Set", "CTI_STATE=waiting"),
     Step("UserEvent", "CTIRona,CtiAgent: ${EXTEN},CtiDialStatus: ${DIALSTATUS}"),
     Step("Goto", "cti-wait,s,1"),
@@ -211,8 +256,10 @@ def _phones(phones: dict[str, Phone], rng: random.Random) -> Lookup:
 
 class Dialplan:
     """Context name -> extension lookup. `agent_interface` is the dial
-    string template `cti-connect` uses for an agent (`Local/{exten}@sim-agent`
-    by default, like the recordings)."""
+    string template `cti-connect` uses for an agent when the server did not
+    set CTI_AGENT_DEVICE (`Local/{exten}@sim-agent` by default, like the
+    recordings); `inbound_agi` runs the IVR of dialplans/cti.conf in
+    `cti-inbound` instead of queueing at once as the recordings do."""
 
     def __init__(
         self,
@@ -220,14 +267,17 @@ class Dialplan:
         rng: random.Random,
         agi_url: str = "agi://127.0.0.1:4573",
         agent_interface: str = "Local/{exten}@sim-agent",
+        *,
+        inbound_agi: bool = False,
     ) -> None:
         self.agent_interface = agent_interface
+        inbound = _cti_inbound_agi(agi_url) if inbound_agi else CTI_INBOUND
         self._phone_numbers = {
             "sim-agent": frozenset(population.agents),
             "sim-customer": frozenset(population.customers),
         }
         self._contexts: dict[str, Lookup] = {
-            "cti-inbound": _static({"_X.": CTI_INBOUND}),
+            "cti-inbound": _static({"_X.": inbound}),
             "cti-wait": _static({"s": CTI_WAIT}),
             "cti-connect": _static({"_X.": CTI_CONNECT}),
             "cti-callback": _static({"_0X.": CTI_CALLBACK}),
@@ -240,6 +290,27 @@ class Dialplan:
     def lookup(self, context: str, exten: str) -> list[Step] | None:
         lookup = self._contexts.get(context)
         return lookup(exten) if lookup is not None else None
+
+    def priority(self, context: str, exten: str, label: str) -> int | None:
+        """The priority a Goto target names: a number or a step's label."""
+        if label.isdigit():
+            return int(label)
+        steps = self.lookup(context, exten) or []
+        return next((n for n, step in enumerate(steps, 1) if step.label == label), None)
+
+    def expressions(self, chan: Channel, globals_: Mapping[str, str]) -> dict[str, str]:
+        """The `${IF(...)}` values the real dialplan computes: the ring
+        timeout of cti-connect, the device it dials and the service of a
+        caller who was given none."""
+        variables = chan.variables
+        return {
+            "RING_TIMEOUT_OR_DEFAULT": variables.get("CTI_RING_TIMEOUT", "")
+            or globals_.get("CTI_DEFAULT_RING_TIMEOUT", "10"),
+            "CTI_AGENT_DEVICE_OR_INTERFACE": variables.get("CTI_AGENT_DEVICE", "")
+            or self.agent_interface.format(exten=chan.exten),
+            "CTI_SERVICE_OR_DEFAULT": variables.get("CTI_SERVICE", "")
+            or globals_.get("CTI_DEFAULT_SERVICE", ""),
+        }
 
     def exists(self, context: str, exten: str) -> bool:
         # The sim-* phones draw their behaviour per call: probing must not

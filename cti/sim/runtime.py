@@ -97,14 +97,8 @@ class Runtime:
 
     # ------------------------------------------------------------ dialplan
     def expand(self, chan: Channel, data: str) -> str:
-        switch = self.switch
-        timeout = chan.variables.get("CTI_RING_TIMEOUT", "")
-        extra = {
-            "RING_TIMEOUT_OR_DEFAULT": timeout
-            or switch.globals.get("CTI_DEFAULT_RING_TIMEOUT", "10"),
-            "AGENT_INTERFACE": self.dialplan.agent_interface.format(exten=chan.exten),
-        }
-        return substitute(data, chan, switch.globals, extra)
+        globals_ = self.switch.globals
+        return substitute(data, chan, globals_, self.dialplan.expressions(chan, globals_))
 
     def start_pbx(self, chan: Channel) -> None:
         chan.pbx = True
@@ -123,7 +117,7 @@ class Runtime:
             step = steps[chan.priority - 1]
             data = self.expand(chan, step.data)
             self.switch.newexten(chan, step.app, data)
-            outcome = await self.apps[step.app](self, chan, _split(step.app, data))
+            outcome = await self.apps[step.app](self, chan, app_args(step.app, data))
             if outcome is Outcome.HANGUP:
                 break
             if chan.redirected:
@@ -141,7 +135,9 @@ class Runtime:
         self.switch.hangup(chan)
 
 
-def _split(app: str, data: str) -> list[str]:
-    if app in ("NoOp", "Set", "Verbose"):
+def app_args(app: str, data: str) -> list[str]:
+    """An application's arguments; those that take the whole text (a Set
+    value, the app call of an ExecIf) get it as one argument."""
+    if app in ("NoOp", "Set", "Verbose", "ExecIf", "GotoIf"):
         return [data]
     return data.split(",") if data else []

@@ -22,6 +22,10 @@ from cti.sim.runtime import App, Runtime
 
 @dataclass(frozen=True, slots=True)
 class SimSettings:
+    """`inbound_agi` runs the IVR of dialplans/cti.conf (FastAGI at
+    `agi_url`) in cti-inbound; `default_service` is the CTI_DEFAULT_SERVICE
+    global, the service of a caller the IVR did not classify."""
+
     host: str = "127.0.0.1"
     port: int = 5038
     username: str = "cti"
@@ -32,6 +36,8 @@ class SimSettings:
     agent_interface: str = "Local/{exten}@sim-agent"
     login_failure_delay: float = 1.0
     population: Population = field(default_factory=Population)
+    inbound_agi: bool = False
+    default_service: str = "support"
 
 
 APPS: dict[str, App] = {
@@ -45,6 +51,8 @@ APPS: dict[str, App] = {
     "Congestion": apps.congestion,
     "UserEvent": apps.user_event,
     "Goto": apps.goto,
+    "GotoIf": apps.goto_if,
+    "ExecIf": apps.exec_if,
     "MusicOnHold": apps.music_on_hold,
     "SendDTMF": apps.send_dtmf,
     "ChanSpy": apps.chan_spy,
@@ -54,7 +62,8 @@ APPS: dict[str, App] = {
 
 
 class Sim:
-    """A running simulated PBX. `port` is the AMI port actually bound."""
+    """A running simulated PBX. `port` is the AMI port actually bound;
+    `callers` counts the generated callers placed so far."""
 
     def __init__(self, settings: SimSettings) -> None:
         self.settings = settings
@@ -63,11 +72,14 @@ class Sim:
         hints = {exten: f"Local/{exten}@sim-agent" for exten in population.hints}
         self.switch = Switch(self.ami.broadcast, hints)
         self.switch.globals["CTI_DEFAULT_RING_TIMEOUT"] = "10"
+        self.switch.globals["CTI_DEFAULT_SERVICE"] = settings.default_service
         self.runtime = Runtime(self.switch, Dialplan(
             population, _rng(settings.seed, 1), settings.agi_url, settings.agent_interface,
+            inbound_agi=settings.inbound_agi,
         ), APPS, settings.speed, settings.seed)
         Actions(self.ami, self.runtime)
         self.port = 0
+        self.callers = 0
         self._traffic: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -86,25 +98,35 @@ class Sim:
     async def _callers(self) -> None:
         """Poisson arrivals of simulated callers, each an Originate of
         `Local/<patience>@sim-caller` into the inbound context, like the
-        recordings' driver does."""
+        recordings' driver does.
+
+        Arrivals keep to their own timetable (each due time is the last one
+        plus a gap) and every caller already due is placed on the same
+        wake-up: a busy event loop delays callers but never thins the
+        traffic (one caller per loop turn caps it at a few hundred a second).
+        """
         population = self.settings.population
         rng = _rng(self.settings.seed, 2)
-        serial = 0
+        loop = asyncio.get_running_loop()
+        due = loop.time()
         while True:
             gap = population.next_gap(rng)
             if gap is None:
                 return
-            await self.runtime.sleep(gap)
-            serial += 1
-            caller = population.next_caller(rng, serial)
-            number = caller.callerid.rsplit("<", 1)[1].rstrip(">")
-            name = caller.callerid.split('"')[1]
-            request = OriginateRequest(
-                channel=f"Local/{caller.exten}@sim-caller", context=caller.context,
-                exten=caller.did, callerid=(number, name), timeout_s=15.0,
-                variables=[("CTI_VIP", "1")] if caller.vip else [],
-            )
-            self.runtime.spawn(_place(self.runtime, request))
+            due += self.runtime.real(gap)
+            if due > loop.time():
+                await asyncio.sleep(due - loop.time())
+            self._place_next(population, rng)
+
+    def _place_next(self, population: Population, rng: random.Random) -> None:
+        self.callers += 1
+        caller = population.next_caller(rng, self.callers)
+        request = OriginateRequest(
+            channel=f"Local/{caller.exten}@sim-caller", context=caller.context,
+            exten=caller.did, callerid=(caller.number, caller.name), timeout_s=15.0,
+            variables=[("CTI_VIP", "1")] if caller.vip else [],
+        )
+        self.runtime.spawn(_place(self.runtime, request))
 
 
 async def _place(rt: Runtime, request: OriginateRequest) -> None:
