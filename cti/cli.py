@@ -62,7 +62,57 @@ def _replay(args: argparse.Namespace) -> int:
     return run(args.file, sys.stdout)
 
 
+def _serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, metavar="FILE",
+                        help="TOML settings file (CTI_* variables override it)")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from cti.serve import main as serve  # noqa: PLC0415
+
+    return serve(args.config)
+
+
+def _sim_arguments(parser: argparse.ArgumentParser) -> None:
+    from cti.sim.cli import add_arguments  # noqa: PLC0415
+
+    add_arguments(parser)
+
+
+def _sim(args: argparse.Namespace) -> int:
+    from cti.sim.cli import run  # noqa: PLC0415
+
+    return run(args)
+
+
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    from cti.demo import add_arguments  # noqa: PLC0415
+
+    add_arguments(parser)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from cti.demo import run  # noqa: PLC0415
+
+    return run(args)
+
+
 SUBCOMMANDS: dict[str, Subcommand] = {
+    "serve": Subcommand(
+        help="run the server: AMI link, routing, FastAGI, HTTP (until SIGTERM)",
+        arguments=_serve_arguments,
+        run=_serve,
+    ),
+    "sim": Subcommand(
+        help="run the simulated Asterisk 22 (AMI and FastAGI client) in the foreground",
+        arguments=_sim_arguments,
+        run=_sim,
+    ),
+    "demo": Subcommand(
+        help="simulated PBX + server + demo data + simulated callers, in one process",
+        arguments=_demo_arguments,
+        run=_demo,
+    ),
     "check-config": Subcommand(
         help="validate the settings (file and CTI_* variables); secrets are masked",
         arguments=_check_config_arguments,

@@ -46,13 +46,16 @@ def load(config: Path | None) -> tuple[Settings, Center] | int:
     return settings, center
 
 
-async def run_until_signalled(server: Server, stop: asyncio.Event | None = None) -> None:
+async def run_until_signalled(server: Server, stop: asyncio.Event | None = None,
+                              on_started: Callable[[], None] | None = None) -> None:
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     await server.start()
+    if on_started is not None:
+        on_started()
     try:
         await stop.wait()
     finally:

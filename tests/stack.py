@@ -22,6 +22,7 @@ from tests.ami_client import AmiClient
 from tests.servers import free_port, redis_server, wait_for_port
 
 SECRET = "stack-secret"
+ROOT = str(Path(__file__).resolve().parent.parent)
 
 
 class ServerLog:
@@ -126,9 +127,10 @@ async def stack(tmp: Path, center: Path, *, sim_args: tuple[str, ...] = (),
     with redis_server(tmp) as redis_url:
         sim_port, http_port = free_port(), free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("CTI_")}
-        env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = ROOT
+        sim_log = tmp / "sim.log"
         sim = _spawn(["sim", "--port", str(sim_port), "--secret", SECRET, *sim_args], env,
-                     tmp / "sim.log")
+                     sim_log)
         server: subprocess.Popen[bytes] | None = None
         ami: AmiClient | None = None
         try:
@@ -148,7 +150,8 @@ async def stack(tmp: Path, center: Path, *, sim_args: tuple[str, ...] = (),
                 await ami.close()
             if server is not None:
                 code = _stop(server)
-                assert code == 0, f"cti serve exited {code}: {(tmp / 'server.log').read_text()[-3000:]}"
+                tail = (tmp / "server.log").read_text()[-3000:]
+                assert code == 0, f"cti serve exited {code}: {tail}"
             _stop(sim)
 
 

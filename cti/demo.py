@@ -1,0 +1,191 @@
+"""`cti demo`: the whole system on a laptop, in one process.
+
+It starts the simulated PBX on loopback with a dozen agent phones and a
+steady stream of callers (a share of them VIP customers), the server
+connected to it exactly as `cti serve` connects to Asterisk, an in-process
+store unless `CTI_REDIS_URL` is set, and demo data: customers with contact
+history, agents with skills and levels. It prints the URLs to open; with
+`--duration` it stops by itself and prints one JSON line of KPIs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import secrets
+import socket
+import sys
+from typing import Any
+
+import structlog
+
+from cti.app import Server
+from cti.center import Center, center_from
+from cti.config import load_settings
+from cti.customers.demo import demo_customers, load_demo, standard_numbers, vip_numbers
+from cti.logs import configure_logging
+from cti.serve import customer_vip_lookup, run_until_signalled
+from cti.sim.population import demo_population
+from cti.sim.server import SimSettings, start_sim
+from cti.store.connection import open_store
+
+log = structlog.get_logger(__name__)
+
+SUPPORT_DID = "0140000001"
+SALES_DID = "0140000002"
+SKILLS = ("support", "sales", "billing")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, default=8080,
+                        help="HTTP port of the pages (0: any free port; default 8080)")
+    parser.add_argument("--agents", type=int, default=12, help="agents logged in (default 12)")
+    parser.add_argument("--calls-per-hour", type=float, default=None,
+                        help="simulated arrivals (default: about 90%% of the agents' capacity)")
+    parser.add_argument("--vip-share", type=float, default=0.2,
+                        help="share of callers who are VIP customers (default 0.2)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the simulation")
+    parser.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+                        help="stop after this many seconds and print the KPIs as JSON")
+    parser.add_argument("--talk-seconds", type=float, default=30.0,
+                        help="average talk time of the simulated agents (default 30)")
+
+
+def demo_center(agents: int, seed: int, *, wrap_up: float = 3.0) -> Center:
+    """Two services on two numbers, skills with levels, relaxation."""
+    rng = random.Random(seed)
+    people = []
+    for index in range(agents):
+        agent_id = str(1001 + index)
+        skills = {"support": rng.randint(3, 9)}
+        if index % 3 != 2:
+            skills["sales"] = rng.randint(2, 9)
+        if index % 4 == 0:
+            skills["billing"] = rng.randint(4, 9)
+        people.append({"id": agent_id, "name": _NAMES[index % len(_NAMES)] + f" {agent_id}",
+                       "device": f"Local/{agent_id}@sim-agent", "skills": skills,
+                       "login_at_start": True})
+    return center_from({
+        "services": {
+            "support": {
+                "skills": {"support": 5}, "numbers": [SUPPORT_DID],
+                "target": {"percent": 80, "seconds": 20}, "wrap_up_seconds": wrap_up,
+                "ring_timeout_seconds": 10,
+                "relaxation": [{"after": 15, "skill": "support", "any_level": True}],
+            },
+            "sales": {
+                "skills": {"sales": 5}, "numbers": [SALES_DID],
+                "target": {"percent": 80, "seconds": 20}, "wrap_up_seconds": wrap_up,
+                "ring_timeout_seconds": 10,
+                "relaxation": [{"after": 15, "skill": "sales", "any_level": True},
+                               {"after": 45, "overflow": "support"}],
+            },
+        },
+        "agents": people,
+        "default_service": "support",
+    }, "demo center")
+
+
+_NAMES = ("Bob", "Carol", "Dave", "Erin", "Frank", "Grace", "Heidi", "Ivan", "Judy",
+          "Mallory", "Niaj", "Olivia", "Peggy", "Rupert", "Sybil", "Trent", "Victor", "Wendy")
+
+
+def default_rate(agents: int, talk_seconds: float, wrap_up: float) -> float:
+    """About 90% of what the agents can handle: busy enough that priority
+    shows, not so much that everybody abandons."""
+    per_call = talk_seconds + wrap_up + 4.0  # ring and redirect
+    return round(0.9 * agents * 3600.0 / per_call)
+
+
+def run(args: argparse.Namespace) -> int:
+    problems = _check(args)
+    if problems:
+        for problem in problems:
+            print(f"cti demo: {problem}", file=sys.stderr)
+        return 2
+    return asyncio.run(_run(args))
+
+
+def _check(args: argparse.Namespace) -> list[str]:
+    problems = []
+    if not 1 <= args.agents <= 2000:
+        problems.append(f"--agents {args.agents}: between 1 and 2000")
+    if not 0 <= args.vip_share <= 1:
+        problems.append(f"--vip-share {args.vip_share}: between 0 and 1")
+    if args.calls_per_hour is not None and not 0 <= args.calls_per_hour <= 1_000_000:
+        problems.append(f"--calls-per-hour {args.calls_per_hour}: between 0 and 1000000")
+    if args.duration is not None and args.duration <= 0:
+        problems.append(f"--duration {args.duration}: more than 0 seconds")
+    if not 0 <= args.port <= 65535:
+        problems.append(f"--port {args.port}: a TCP port (0 for any)")
+    if not 1 <= args.talk_seconds <= 3600:
+        problems.append(f"--talk-seconds {args.talk_seconds}: between 1 and 3600")
+    return problems
+
+
+async def _run(args: argparse.Namespace) -> int:
+    wrap_up = 3.0
+    rate = args.calls_per_hour
+    if rate is None:
+        rate = default_rate(args.agents, args.talk_seconds, wrap_up)
+    customers = demo_customers(max(40, args.agents * 3), args.seed)
+    secret = secrets.token_urlsafe(16)
+    population = demo_population(
+        args.agents, seed=args.seed, calls_per_hour=rate, vip_share=args.vip_share,
+        vip_numbers=tuple(vip_numbers(customers)),
+        standard_numbers=tuple(standard_numbers(customers)), talk_s=args.talk_seconds,
+        dids=(SUPPORT_DID, SALES_DID),
+    )
+    sim = await start_sim(SimSettings(port=0, secret=secret, seed=args.seed,
+                                      population=population))
+    env = {key: value for key, value in os.environ.items() if key.startswith("CTI_")}
+    env.update({"CTI_AMI_HOST": "127.0.0.1", "CTI_AMI_PORT": str(sim.port),
+                "CTI_AMI_SECRET": secret, "CTI_HTTP_PORT": str(args.port or _free_port()),
+                "CTI_AMI_PING_INTERVAL": "5"})
+    settings = load_settings(None, env)
+    configure_logging(settings.log.format, settings.log.level)
+    center = demo_center(args.agents, args.seed, wrap_up=wrap_up)
+    url = settings.redis.url.get_secret_value() if settings.redis.url else None
+    store = await open_store(url)
+    try:
+        await load_demo(store, customers)
+        server = Server(settings, center, store, vip_lookup=await customer_vip_lookup(store))
+        stop = asyncio.Event()
+        if args.duration is not None:
+            asyncio.get_running_loop().call_later(args.duration, stop.set)
+        await run_until_signalled(server, stop,
+                                  on_started=lambda: _announce(server, sim.port, args, rate))
+        if args.duration is not None:
+            print(json.dumps(_closing(server, args, rate)), flush=True)
+    finally:
+        await sim.close()
+        await store.close()
+    return 0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _announce(server: Server, ami_port: int, args: argparse.Namespace, rate: float) -> None:
+    base = f"http://127.0.0.1:{server.http_port}"
+    lines = [
+        "cti demo is running (Ctrl-C to stop)",
+        f"  agents: {args.agents} logged in, callers: {rate:g}/hour, VIP share {args.vip_share:g}",
+        f"  simulated Asterisk AMI on 127.0.0.1:{ami_port}",
+        f"  readiness:  {base}/readyz",
+        f"  metrics:    {base}/metrics",
+    ]
+    print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def _closing(server: Server, args: argparse.Namespace, rate: float) -> dict[str, Any]:
+    summary = server.stats.summary()
+    return {"demo": {"duration_s": args.duration, "agents": args.agents,
+                     "calls_per_hour": rate, "vip_share": args.vip_share, "seed": args.seed},
+            **summary}
