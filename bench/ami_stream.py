@@ -59,6 +59,7 @@ class StreamServer:
         self.chunks = _chunks(stream, 64 * 1024)
         self.server: asyncio.Server | None = None
         self.writers: set[asyncio.StreamWriter] = set()
+        self.handlers: set[asyncio.Task[object]] = set()
         self.port = 0
 
     async def start(self) -> None:
@@ -70,6 +71,9 @@ class StreamServer:
             self.server.close()
             for writer in list(self.writers):
                 writer.close()
+            # Closed transports end each handler's read with EOF.
+            if self.handlers:
+                await asyncio.wait(list(self.handlers), timeout=5)
             await self.server.wait_closed()
 
     async def _stream(self, writer: asyncio.StreamWriter) -> None:
@@ -83,6 +87,9 @@ class StreamServer:
         writer.write(b"Asterisk Call Manager/11.0.0\r\n")
         streaming: asyncio.Task[None] | None = None
         self.writers.add(writer)
+        me = asyncio.current_task()
+        if me is not None:
+            self.handlers.add(me)
         try:
             while True:
                 raw = await reader.readuntil(TERMINATOR)
@@ -130,6 +137,8 @@ class StreamServer:
                 with contextlib.suppress(asyncio.CancelledError, ConnectionError):
                     await streaming
             self.writers.discard(writer)
+            if me is not None:
+                self.handlers.discard(me)
             writer.close()
 
 

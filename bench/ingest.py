@@ -29,6 +29,7 @@ from bench.ami_stream import StreamServer, build_stream
 from cti.calls.model import CallEnded
 from cti.calls.tracker import Tracker
 from cti.pbx import events as ev
+from cti.logs import configure_logging
 from cti.pbx.link import AmiLink
 
 
@@ -115,4 +116,5 @@ if __name__ == "__main__":
     parser.add_argument("--copies", type=int, default=300)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
+    configure_logging("json", "warning")
     print(json.dumps(asyncio.run(main(args.copies, args.runs))))

@@ -17,6 +17,11 @@ TERMINATOR = b"\r\n\r\n"
 MAX_MESSAGE_BYTES = 1 << 20
 
 
+# The lower-case form of the few dozen field names the code asks for.
+_LOWERED: dict[str, str] = {}
+_LOWERED_MAX = 4096
+
+
 class WireError(ValueError):
     """A message that cannot be framed or parsed."""
 
@@ -38,7 +43,12 @@ class AmiMessage:
             for name, value in self.pairs:
                 first.setdefault(name.lower(), value)
             object.__setattr__(self, "_first", first)
-        return first.get(key.lower(), default)
+        lowered = _LOWERED.get(key)
+        if lowered is None:
+            lowered = key.lower()
+            if len(_LOWERED) < _LOWERED_MAX:
+                _LOWERED[key] = lowered
+        return first.get(lowered, default)
 
     def getall(self, key: str) -> list[str]:
         lowered = key.lower()
