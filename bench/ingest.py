@@ -28,8 +28,8 @@ from panoramisk import Manager
 from bench.ami_stream import StreamServer, build_stream
 from cti.calls.model import CallEnded
 from cti.calls.tracker import Tracker
-from cti.pbx import events as ev
 from cti.logs import configure_logging
+from cti.pbx import events as ev
 from cti.pbx.link import AmiLink
 
 
