@@ -72,9 +72,9 @@ def test_standard_call_waiting_three_minutes_outranks_new_vip() -> None:
     assert answer[0].waited_seconds == 180.0
 
 
-def test_vip_head_start_is_sixty_seconds_of_waiting() -> None:
-    # A VIP passes standard calls that arrived less than 60 s before it, not more.
-    waiting = [call("early", "sales", 0.0), call("recent", "sales", 50.0),
+def test_vip_head_start_is_ninety_seconds_of_waiting() -> None:
+    # A VIP passes standard calls that arrived less than 90 s before it, not more.
+    waiting = [call("early", "sales", 0.0), call("recent", "sales", 15.0),
                call("vip", "sales", 100.0, "vip")]
     answer = assign(waiting, [agent("ann", sales=5), agent("bob", sales=5)], 100.0, POLICY)
     assert pairs(answer) == [("early", "ann"), ("vip", "bob")]

@@ -47,12 +47,12 @@ class PriorityClass:
 
 # Every class ages at the same rate, so the bases are head starts measured in
 # seconds of waiting: a VIP is served before standard calls that arrived up
-# to 60 s before it, and a standard call that waited 3 minutes outranks a VIP
+# to 90 s before it, and a standard call that waited 3 minutes outranks a VIP
 # who just arrived. Callbacks keep their original enqueue time and have no
 # head start: below live VIP calls, level with the standard calls of their
 # era. Preview dials only fill time nobody else needs for ten minutes.
 DEFAULT_CLASSES: Mapping[str, PriorityClass] = MappingProxyType({
-    "vip": PriorityClass(base=60.0, aging_per_second=1.0),
+    "vip": PriorityClass(base=90.0, aging_per_second=1.0),
     "standard": PriorityClass(base=0.0, aging_per_second=1.0),
     "callback": PriorityClass(base=0.0, aging_per_second=1.0),
     "preview": PriorityClass(base=-600.0, aging_per_second=1.0),
