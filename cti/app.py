@@ -25,10 +25,13 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from cti.auth import SessionKeys
 from cti.calls.model import CallEnded, CallState
 from cti.calls.tracker import DialplanContexts, Tracker
 from cti.center import Center
 from cti.config import Settings
+from cti.customers.store import CustomerStore
+from cti.features import Feature, installers
 from cti.kpi.run import RunStats
 from cti.pbx import events as ev
 from cti.pbx.actions import AmiAction
@@ -78,6 +81,12 @@ class Server:
                                                         "store": self._store_ready})
         self.web[health.REGISTRY] = self.registry
         health.add_routes(self.web)
+        region = settings.numbers.default_region
+        self.customers = CustomerStore(store.redis, region=region)
+        secret = settings.http.session_secret
+        self.sessions = (SessionKeys(secret.get_secret_value().encode()) if secret is not None
+                         else SessionKeys.random())
+        self.features: list[Feature] = [install(self) for install in installers()]
         self._runner: web.AppRunner | None = None
         self._site_port = 0
         self._linking: asyncio.Task[None] | None = None
@@ -93,6 +102,8 @@ class Server:
         """Serve HTTP at once (readiness says what is missing), then connect
         to Asterisk in the background, retrying until it answers."""
         http = self.settings.http
+        for feature in self.features:
+            await feature.start()
         self._runner = web.AppRunner(self.web, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, http.host, http.port)
@@ -147,6 +158,11 @@ class Server:
         self._stopped.set()
         log.info("server.stopping")
         await self.switchboard.drain()
+        for feature in reversed(self.features):
+            try:
+                await feature.stop()
+            except Exception:
+                log.exception("server.feature_stop_failed", feature=type(feature).__name__)
         if self._linking is not None:
             self._linking.cancel()
             with contextlib.suppress(asyncio.CancelledError):

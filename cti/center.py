@@ -28,13 +28,14 @@ given to an agent who lets a call ring out.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cti.auth import Role, is_password_hash
 from cti.pbx.commands import dial_string
 from cti.pbx.errors import InvalidCommand
 from cti.routing import (
@@ -122,10 +123,39 @@ class AgentModel(_Model):
     device: Annotated[str, Field(min_length=3, max_length=80)]
     skills: dict[Name, Level] = Field(default_factory=dict)
     login_at_start: bool = False
+    # `cti hash-password` makes one; an agent without it cannot log in to
+    # the desk (the supervisor can still log them in).
+    password_hash: str | None = None
+
+    @field_validator("password_hash")
+    @classmethod
+    def _hash(cls, value: str | None) -> str | None:
+        if value is not None and not is_password_hash(value):
+            raise ValueError("not a password hash: make one with `cti hash-password`")
+        return value
 
     @field_validator("device")
     @classmethod
     def _device(cls, value: str) -> str:
+        try:
+            return dial_string("device", value)
+        except InvalidCommand as exc:
+            raise ValueError(exc.reason) from None
+
+
+class SupervisorModel(_Model):
+    id: Name
+    name: Annotated[str, Field(min_length=1, max_length=80)]
+    device: Annotated[str, Field(min_length=3, max_length=80)] | None = None
+    password_hash: str | None = None
+
+    _hash = field_validator("password_hash")(AgentModel._hash.__func__)  # type: ignore[attr-defined]
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         try:
             return dial_string("device", value)
         except InvalidCommand as exc:
@@ -140,6 +170,9 @@ class ClassModel(_Model):
 class CenterModel(_Model):
     services: Annotated[dict[Name, ServiceModel], Field(min_length=1)]
     agents: list[AgentModel] = Field(default_factory=list)
+    supervisors: list[SupervisorModel] = Field(default_factory=list)
+    pause_reasons: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(
+        default_factory=lambda: ["break", "lunch", "meeting", "training", "back office"])
     default_service: Name | None = None
     vip_numbers: list[Number] = Field(default_factory=list)
     priority_classes: dict[Name, ClassModel] | None = None
@@ -153,11 +186,20 @@ class CenterModel(_Model):
         if self.default_service is not None and self.default_service not in self.services:
             raise ValueError(f"default_service {self.default_service!r} is not a service")
         seen: set[str] = set()
-        for agent in self.agents:
-            if agent.id in seen:
-                raise ValueError(f"agent id {agent.id!r} appears twice")
-            seen.add(agent.id)
+        for person_id in [*(a.id for a in self.agents), *(s.id for s in self.supervisors)]:
+            if person_id in seen:
+                raise ValueError(f"id {person_id!r} appears twice among agents and supervisors")
+            seen.add(person_id)
         return self
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """A supervisor (agents are routing `Agent`s)."""
+
+    id: str
+    name: str
+    device: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +213,10 @@ class Center:
     vip_numbers: frozenset[str]
     no_answer_pause_reason: str
     caller_ids: Mapping[str, str]
+    pause_reasons: tuple[str, ...] = ()
+    # id -> (role, password hash) of everyone who may log in with a password
+    credentials: Mapping[str, tuple[Role, str]] = field(default_factory=dict)
+    supervisors: Mapping[str, Person] = field(default_factory=dict)
 
     def service_for(self, requested: str | None, did: str | None) -> str:
         """The service of a new call: the one the IVR or dialplan named if
@@ -242,4 +288,11 @@ def _build(model: CenterModel) -> Center:
         no_answer_pause_reason=model.no_answer_pause_reason,
         caller_ids={name: spec.caller_id for name, spec in model.services.items()
                     if spec.caller_id is not None},
+        pause_reasons=tuple(dict.fromkeys([*model.pause_reasons, model.no_answer_pause_reason])),
+        credentials={
+            **{a.id: ("agent", a.password_hash) for a in model.agents if a.password_hash},
+            **{s.id: ("supervisor", s.password_hash) for s in model.supervisors
+               if s.password_hash},
+        },
+        supervisors={s.id: Person(s.id, s.name, s.device) for s in model.supervisors},
     )

@@ -97,7 +97,37 @@ def _demo(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _hash_password_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stdin", action="store_true",
+                        help="read the password from the first line of stdin (no prompt)")
+
+
+def _hash_password(args: argparse.Namespace) -> int:
+    import getpass  # noqa: PLC0415
+
+    from cti.auth import AuthError, hash_password  # noqa: PLC0415
+
+    if args.stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            print("the two passwords differ", file=sys.stderr)
+            return 2
+    try:
+        print(hash_password(password))
+    except AuthError as exc:
+        print(f"password: {exc.reason}", file=sys.stderr)
+        return 2
+    return 0
+
+
 SUBCOMMANDS: dict[str, Subcommand] = {
+    "hash-password": Subcommand(
+        help="print the password_hash of a password, for the center file",
+        arguments=_hash_password_arguments,
+        run=_hash_password,
+    ),
     "serve": Subcommand(
         help="run the server: AMI link, routing, FastAGI, HTTP (until SIGTERM)",
         arguments=_serve_arguments,

@@ -145,6 +145,10 @@ class HttpSettings(_Section):
 
     host: Host = "127.0.0.1"
     port: Port = 8080
+    # Signs agents' and supervisors' session tokens. Unset: a random key per
+    # process (sessions end with a restart, and nodes do not share them).
+    session_secret: SecretStr | None = None
+    session_hours: Annotated[float, Field(gt=0, le=24)] = 10.0
 
 
 class AgiSettings(_Section):
@@ -343,7 +347,7 @@ def _merge(
     return merged, problems
 
 
-_SECRET_KEYS = frozenset({"ami.secret", "redis.url"})
+_SECRET_KEYS = frozenset({"ami.secret", "redis.url", "http.session_secret"})
 
 
 def _problems(exc: ValidationError, origin: Mapping[str, str]) -> list[tuple[str, str]]:
