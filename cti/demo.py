@@ -50,8 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1, help="seed of the simulation")
     parser.add_argument("--duration", type=float, default=None, metavar="SECONDS",
                         help="stop after this many seconds and print the KPIs as JSON")
-    parser.add_argument("--talk-seconds", type=float, default=30.0,
-                        help="average talk time of the simulated agents (default 30)")
+    parser.add_argument("--talk-seconds", type=float, default=20.0,
+                        help="average talk time of the simulated agents (default 20)")
 
 
 def demo_center(agents: int, seed: int, *, wrap_up: float = 3.0) -> Center:
@@ -186,6 +186,11 @@ def _announce(server: Server, ami_port: int, args: argparse.Namespace, rate: flo
 
 def _closing(server: Server, args: argparse.Namespace, rate: float) -> dict[str, Any]:
     summary = server.stats.summary()
+    # Calls still waiting or talking when the run stopped: offered, not
+    # yet answered or abandoned (the per-group figures are of ended calls).
+    live = list(server.switchboard.tasks.values())
     return {"demo": {"duration_s": args.duration, "agents": args.agents,
                      "calls_per_hour": rate, "vip_share": args.vip_share, "seed": args.seed},
-            **summary}
+            **summary,
+            "in_progress": {"vip": sum(1 for info in live if info.vip),
+                            "standard": sum(1 for info in live if not info.vip)}}
