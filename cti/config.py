@@ -149,6 +149,18 @@ class HttpSettings(_Section):
     # process (sessions end with a restart, and nodes do not share them).
     session_secret: SecretStr | None = None
     session_hours: Annotated[float, Field(gt=0, le=24)] = 10.0
+    # Static desk tokens, `agent_id:token` (token of 24+ characters), for
+    # desks that cannot log in with a password (kiosks, integrations).
+    agent_tokens: list[SecretStr] = Field(default_factory=list)
+
+    @field_validator("agent_tokens")
+    @classmethod
+    def _agent_tokens(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for entry in value:
+            agent, sep, token = entry.get_secret_value().partition(":")
+            if not sep or not agent or len(token) < 24:
+                raise ValueError("each entry is agent_id:token, the token 24 characters or more")
+        return value
 
 
 class AgiSettings(_Section):
@@ -187,12 +199,44 @@ class NumbersSettings(_Section):
     )
 
 
+class CallbacksSettings(_Section):
+    """Click-to-callback from web pages (times in seconds unless named)."""
+
+    # Origins (scheme://host[:port]) whose pages may call the public API.
+    allowed_origins: list[str] = Field(default_factory=list)
+    # An ASAP request is accepted only if the call can come within this.
+    promise_seconds: Annotated[float, Field(gt=0, le=86_400)] = 3600.0
+    slot_minutes: Annotated[int, Field(ge=5, le=240)] = 30
+    slots_offered: Annotated[int, Field(ge=1, le=48)] = 8
+    handle_seconds: Annotated[float, Field(gt=0, le=7200)] = 300.0
+    max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
+    retry_backoff_seconds: list[Annotated[float, Field(gt=0, le=86_400)]] = Field(
+        default_factory=lambda: [120.0, 600.0, 1800.0])
+    per_address_per_minute: Annotated[int, Field(ge=1, le=100_000)] = 20
+    per_number_per_hour: Annotated[int, Field(ge=1, le=100_000)] = 5
+    max_body_bytes: Annotated[int, Field(ge=256, le=65_536)] = 4096
+    # When set, pages must send a site key signed with it (see callbacks.sites).
+    site_secret: SecretStr | None = None
+    poll_seconds: Annotated[float, Field(gt=0, le=60)] = 0.5
+    lease_seconds: Annotated[float, Field(ge=1, le=3600)] = 30.0
+
+
 class CenterSettings(_Section):
     """Where the center is defined (services, agents, routing policy: see
     cti/center.py) and where the IVR flows live."""
 
     file: Path | None = None
     flows: Path = Path("dialplans/ivr")
+
+
+class WallboardSettings(_Section):
+    """The supervisor wallboard: the short-abandon threshold of the KPIs,
+    how often updates go out (coalesced), and where queue_log lines go
+    (none: not written)."""
+
+    short_abandon_seconds: Annotated[float, Field(ge=0, le=600)] = 5.0
+    update_seconds: Annotated[float, Field(gt=0, le=10)] = 0.2
+    queue_log: Path | None = None
 
 
 class Settings(BaseSettings):
@@ -208,6 +252,8 @@ class Settings(BaseSettings):
     dialplan: DialplanSettings = Field(default_factory=DialplanSettings)
     numbers: NumbersSettings = Field(default_factory=NumbersSettings)
     center: CenterSettings = Field(default_factory=CenterSettings)
+    wallboard: WallboardSettings = Field(default_factory=WallboardSettings)
+    callbacks: CallbacksSettings = Field(default_factory=CallbacksSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -347,7 +393,8 @@ def _merge(
     return merged, problems
 
 
-_SECRET_KEYS = frozenset({"ami.secret", "redis.url", "http.session_secret"})
+_SECRET_KEYS = frozenset({"ami.secret", "redis.url", "http.session_secret",
+                          "callbacks.site_secret", "http.agent_tokens"})
 
 
 def _problems(exc: ValidationError, origin: Mapping[str, str]) -> list[tuple[str, str]]:

@@ -84,6 +84,26 @@ class CallFinished:
     info: TaskInfo | None
 
 
+@dataclass(frozen=True, slots=True)
+class DetachedResult:
+    """How the call of a task submitted without a call ended (a callback):
+    `dial_status` is the customer leg's DIALSTATUS (ANSWER, BUSY, NOANSWER,
+    CONGESTION, CHANUNAVAIL...), "" when the agent hung up before it ended."""
+
+    task_id: str
+    agent_id: str
+    call_id: str
+    dial_status: str
+    at: float
+
+
+# The feature behind a detached task: `OnOffer` originates the agent-first
+# call and returns the originated channel's id (Originate ChannelId, hence
+# the call id), or None to withdraw the task; `OnResult` hears the outcome.
+OnOffer = Callable[[Agent, Task], Awaitable[str | None]]
+OnResult = Callable[[DetachedResult], Awaitable[None]]
+
+
 SwitchboardEvent = AgentChanged | TaskQueued | TaskOffered | CallFinished
 Listener = Callable[[SwitchboardEvent], None]
 
@@ -105,6 +125,9 @@ class Switchboard:
         self.tasks: dict[str, TaskInfo] = {}      # by task id = call id, while the call lives
         self.offers: dict[str, str] = {}          # task id -> agent offered / talking
         self._agent_task: dict[str, str] = {}     # agent id -> task id
+        self._detached: dict[str, tuple[OnOffer, OnResult]] = {}  # task id -> feature
+        self._following: dict[str, str] = {}      # originated call id -> detached task id
+        self._dialled: dict[str, str] = {}        # followed call id -> customer dial status
         self._pending_pause: dict[str, str] = {}
         self._jobs: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
@@ -154,6 +177,28 @@ class Switchboard:
         self._after_agent(changed, self._clock())
         return changed
 
+    def raise_priority(self, task_id: str, priority_class: str) -> Task:
+        """Move a waiting task to another priority class (a supervisor's
+        decision); it keeps its enqueue time, and is routed at once if an
+        agent is free for it."""
+        from dataclasses import replace  # noqa: PLC0415 (shared file: imports left alone)
+
+        task = self.index.task(task_id)
+        if task is None:
+            raise KeyError(f"no waiting task {task_id!r}")
+        if priority_class not in self.center.policy.classes:
+            raise ValueError(f"no priority class {priority_class!r}")
+        changed = replace(task, priority=priority_class)
+        info = self.tasks.get(task_id)
+        if info is not None:
+            self.tasks[task_id] = TaskInfo(changed, info.vip, info.customer)
+        now = self._clock()
+        self.index.put_task(changed)
+        log.info("routing.priority_changed", call_id=task_id, priority=priority_class)
+        self._run(self.index.assign_for_task(task_id, now), now)
+        self._arm(now)
+        return changed
+
     def _agent(self, agent_id: str) -> Agent:
         agent = self.agents.get(agent_id)
         if agent is None:
@@ -179,11 +224,18 @@ class Switchboard:
         back to waiting with their place (the task keeps its enqueue time)."""
         if agent.state not in (AgentState.RESERVED, AgentState.RINGING):
             return
-        task_id = self._agent_task.get(agent.id)
-        info = self.tasks.get(task_id) if task_id else None
-        call = self.tracker.calls.get(task_id) if task_id else None
+        task_id = self._agent_task.pop(agent.id, None)
+        if task_id is None:
+            return
+        if self.offers.get(task_id) == agent.id:
+            del self.offers[task_id]
+        self._spawn(self._give_back(agent.id, task_id))
+        info = self.tasks.get(task_id)
+        call = self.tracker.calls.get(task_id)
         if info is None or call is None:
             return
+        # Requeued when the caller is back in cti-wait (the tracker's
+        # WAITING change), with the original enqueue time.
         channel = self._customer_channel(call)
         if channel is not None:
             self._spawn(self._redirect_back(channel, call.id))
@@ -198,6 +250,8 @@ class Switchboard:
 
     async def on_event(self, event: ev.PbxEvent, changes: list[object]) -> None:
         """One typed PBX event and the tracker's changes for it."""
+        if self._following:
+            self._follow_detached(event, changes)
         for change in changes:
             if isinstance(change, CallStateChanged):
                 await self._on_call_state(change)
@@ -328,6 +382,9 @@ class Switchboard:
 
     def _offer(self, assignment: Assignment, now: float) -> None:
         """Apply a decision to the index at once, then do its IO."""
+        if assignment.task_id in self._detached:
+            self._offer_detached(assignment, now)
+            return
         info = self.tasks.get(assignment.task_id)
         agent = self.agents.get(assignment.agent_id)
         call = self.tracker.calls.get(assignment.task_id)
@@ -407,6 +464,150 @@ class Switchboard:
             await self._reservations.give_back(agent_id, task_id)
         except Exception:
             log.exception("routing.give_back_failed", call_id=task_id, agent_id=agent_id)
+
+    # -- tasks without a live call (callbacks) ------------------------------------
+
+    def submit(self, task: Task, on_offer: OnOffer, on_result: OnResult) -> None:
+        """Route a task no call is attached to yet. The chosen agent is
+        reserved (in Redis too), then `on_offer` runs instead of a Redirect;
+        the switchboard follows the call it originated: the agent is on the
+        call once they answered (CTICallbackDialing), released and paused as
+        a ring-out if they did not (the task waits again with its place),
+        and `on_result` hears the customer leg's outcome when the call ends."""
+        now = self._clock()
+        self.index.put_task(task)  # first: an unknown service or class raises here
+        self._detached[task.id] = (on_offer, on_result)
+        self.tasks[task.id] = TaskInfo(task, False, task.customer)
+        log.info("routing.task_queued", task_id=task.id, kind=task.kind.value,
+                 service=task.service, priority=task.priority, vip=False)
+        self._run(self.index.assign_for_task(task.id, now), now)
+        self._arm(now)
+
+    def withdraw(self, task_id: str) -> bool:
+        """Take back a detached task still waiting; False once offered."""
+        if task_id not in self._detached or task_id in self.offers:
+            return False
+        self.index.remove_task(task_id)
+        self._forget_detached(task_id)
+        return True
+
+    def _forget_detached(self, task_id: str) -> None:
+        self._detached.pop(task_id, None)
+        self.tasks.pop(task_id, None)
+
+    def _offer_detached(self, assignment: Assignment, now: float) -> None:
+        task_id = assignment.task_id
+        info = self.tasks.get(task_id)
+        agent = self.agents.get(assignment.agent_id)
+        if info is None or agent is None:
+            self.index.remove_task(task_id)
+            return
+        self.decisions += 1
+        self.index.remove_task(task_id)
+        reserved = agent.reserve(now, info.task.service)
+        self._put(reserved)
+        self.offers[task_id] = agent.id
+        self._agent_task[agent.id] = task_id
+        log.info("routing.assigned", task_id=task_id, kind=info.task.kind.value,
+                 agent_id=agent.id, rule=assignment.rule,
+                 waited_s=round(assignment.waited_seconds, 1),
+                 priority=round(assignment.effective_priority, 1))
+        self._emit(TaskOffered(assignment, info, task_id))
+        self._spawn(self._connect_detached(reserved, info))
+
+    async def _connect_detached(self, agent: Agent, info: TaskInfo) -> None:
+        task_id = info.task.id
+        ring = self.center.policy.services[info.task.service].ring_timeout_seconds
+        try:
+            taken = await self._reservations.take(agent.id, task_id, ring + _RESERVE_MARGIN_S)
+        except Exception:
+            log.exception("routing.reservation_failed", task_id=task_id, agent_id=agent.id)
+            self._undo_offer(agent.id, task_id, requeue=True)
+            return
+        if taken is not None:
+            log.warning("routing.agent_held_elsewhere", task_id=task_id, agent_id=agent.id,
+                        holder=taken.holder)
+            self._undo_offer(agent.id, task_id, requeue=True)
+            return
+        on_offer, _ = self._detached[task_id]
+        call_id: str | None = None
+        try:
+            call_id = await on_offer(agent, info.task)
+        except Exception:
+            log.exception("routing.offer_failed", task_id=task_id, agent_id=agent.id)
+        if call_id is None:
+            await self._give_back(agent.id, task_id)
+            self._undo_offer(agent.id, task_id, requeue=False)
+            self._forget_detached(task_id)
+            return
+        self._following[call_id] = task_id
+
+    def _follow_detached(self, event: ev.PbxEvent, changes: list[object]) -> None:
+        if isinstance(event, ev.UserEventReceived) and event.channel is not None \
+                and event.name in ("CTICallbackDialing", "CTICallbackResult"):
+            call = self.tracker.call_of(event.channel.uniqueid)
+            task_id = None if call is None else self._following.get(call.id)
+            agent = None if task_id is None else self._offered_agent(task_id)
+            if call is None or task_id is None:
+                return
+            if event.name == "CTICallbackResult":
+                self._dialled[call.id] = event.fields.get("CtiDialStatus", "").upper()
+            elif agent is not None and agent.state in (AgentState.RESERVED,
+                                                       AgentState.RINGING):
+                self._put(agent.answer(event.at))
+                self._dialled.setdefault(call.id, "")
+                log.info("routing.answered", task_id=task_id, call_id=call.id,
+                         agent_id=agent.id)
+                self._spawn(self._hold(agent.id, task_id))
+        if isinstance(event, ev.DialEnded) and event.caller is not None:
+            # The customer leg's Dial ended: its status, even when the call
+            # ends before the dialplan's CTICallbackResult.
+            call = self.tracker.call_of(event.caller.uniqueid)
+            if call is not None and call.id in self._following and event.status:
+                self._dialled[call.id] = event.status.upper()
+        for change in changes:
+            if isinstance(change, CallStateChanged) and change.state is CallState.TALKING \
+                    and change.call in self._following:
+                self._dialled[change.call] = "ANSWER"
+            if isinstance(change, CallEnded) and change.record.call in self._following:
+                self._detached_call_ended(change.record.call, change.at)
+
+    def _detached_call_ended(self, call_id: str, now: float) -> None:
+        task_id = self._following.pop(call_id)
+        status = self._dialled.pop(call_id, None)
+        agent_id = self.offers.pop(task_id, None)
+        info = self.tasks.get(task_id)
+        if agent_id is not None:
+            self._agent_task.pop(agent_id, None)
+            self._spawn(self._give_back(agent_id, task_id))
+        agent = None if agent_id is None else self.agents.get(agent_id)
+        if agent is not None and agent.state is AgentState.ON_CALL:
+            agent = agent.end_call(now)
+            pending = self._pending_pause.pop(agent.id, None)
+            if pending is not None:
+                agent = agent.pause(now, pending)
+            self._put(agent)
+        elif agent is not None and agent.state in (AgentState.RESERVED, AgentState.RINGING):
+            agent = agent.release(now).pause(now, self.center.no_answer_pause_reason)
+            self._put(agent)
+            log.info("routing.ring_no_answer", task_id=task_id, agent_id=agent.id,
+                     dial_status="NOANSWER", paused=True)
+        if status is None and info is not None and agent_id is not None:
+            # The agent never answered: nobody dialled the customer. The task
+            # waits again with its place, as a call after a ring-out does.
+            info = TaskInfo(info.task.with_no_answer(agent_id, now), info.vip, info.customer)
+            self.tasks[task_id] = info
+            self.index.put_task(info.task)
+            self._run(self.index.assign_for_task(task_id, now), now)
+        else:
+            handlers = self._detached.get(task_id)
+            self._forget_detached(task_id)
+            if handlers is not None and agent_id is not None:
+                result = DetachedResult(task_id, agent_id, call_id, status or "", now)
+                self._spawn(handlers[1](result))
+        if agent is not None:
+            self._after_agent(agent, now)
+        self._arm(now)
 
     # -- timer --------------------------------------------------------------------
 

@@ -125,7 +125,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> int:
 async def stack(tmp: Path, center: Path, *, sim_args: tuple[str, ...] = (),
                 extra_env: dict[str, str] | None = None) -> AsyncIterator[Stack]:
     with redis_server(tmp) as redis_url:
-        sim_port, http_port = free_port(), free_port()
+        sim_port, http_port, agi_port = free_port(), free_port(), free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("CTI_")}
         env["PYTHONPATH"] = ROOT
         sim_log = tmp / "sim.log"
@@ -138,7 +138,9 @@ async def stack(tmp: Path, center: Path, *, sim_args: tuple[str, ...] = (),
             server_env = {**env, "CTI_AMI_PORT": str(sim_port), "CTI_AMI_SECRET": SECRET,
                           "CTI_REDIS_URL": redis_url, "CTI_HTTP_PORT": str(http_port),
                           "CTI_CENTER_FILE": str(center), "CTI_LOG_FORMAT": "json",
-                          "CTI_AMI_PING_INTERVAL": "5", **(extra_env or {})}
+                          "CTI_AMI_PING_INTERVAL": "5", "CTI_AGI_PORT": str(agi_port),
+                          "CTI_CENTER_FLOWS": str(Path(ROOT) / "dialplans" / "ivr"),
+                          **(extra_env or {})}
             server = _spawn(["serve"], server_env, tmp / "server.log")
             log = ServerLog(tmp / "server.log")
             await log.wait("ami.connected", within=30.0)

@@ -36,7 +36,7 @@ def test_tokens_carry_subject_role_and_expiry() -> None:
 def test_a_forged_or_foreign_token_is_refused() -> None:
     keys = SessionKeys(b"k" * 32)
     token = keys.issue("1001", "agent", now=0.0, hours=1.0)
-    head, _, sig = token.partition(".")
+    _, _, sig = token.partition(".")
     forged_head = SessionKeys(b"x" * 32).issue("1001", "supervisor", 0.0, 1.0).split(".")[0]
     with pytest.raises(AuthError, match="bad signature"):
         keys.check(f"{forged_head}.{sig}", now=1.0)

@@ -45,6 +45,7 @@ class FastAgiServer:
         self._sessions: set[asyncio.Task[None]] = set()
         self.completed = 0
         self.failed = 0
+        self._closing = False
 
     @property
     def active(self) -> int:
@@ -58,6 +59,7 @@ class FastAgiServer:
         log.info("agi.listening", host=self.host, port=self.port)
 
     async def close(self) -> None:
+        self._closing = True
         if self._server is not None:
             self._server.close()
         for task in list(self._sessions):
@@ -79,6 +81,13 @@ class FastAgiServer:
         self._sessions.add(task)
         try:
             await self._serve(reader, writer)
+        except asyncio.CancelledError:
+            # The flow saw the cancellation and cleaned up. When close()
+            # cancelled it, this task (owned by asyncio.start_server, which
+            # on 3.11 logs a cancelled handler as an error) ends normally;
+            # any other cancellation goes on up.
+            if not self._closing:
+                raise
         finally:
             self._sessions.discard(task)
             writer.close()

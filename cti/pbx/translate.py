@@ -22,8 +22,9 @@ log = structlog.get_logger(__name__)
 
 # Variables the CTI server reads from the dialplan; VarSet of anything else
 # is known traffic that the tracker does not need (VarSet is the most
-# frequent event Asterisk sends: 670 of 2,400 in the recordings).
-VARIABLE_PREFIXES = ("AGISTATUS", "DIALSTATUS", "QUEUESTATUS")
+# frequent event Asterisk sends: 670 of 2,400 in the recordings). CTI_* are
+# ours: the IVR hands a call to routing with CTI_SERVICE and CTI_PRIORITY.
+VARIABLE_PREFIXES = ("AGISTATUS", "DIALSTATUS", "QUEUESTATUS", "CTI_")
 
 # Event types seen from Asterisk 22 that carry nothing the server uses.
 IGNORED_EVENTS = frozenset(

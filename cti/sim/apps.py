@@ -161,11 +161,16 @@ async def music_on_hold(rt: Runtime, chan: Channel, args: list[str]) -> Outcome:
 
 async def send_dtmf(rt: Runtime, chan: Channel, args: list[str]) -> Outcome:
     """Digits played on a Local ;2 arrive on ;1 as DTMFBegin/DTMFEnd with
-    Direction: Received, 100 ms on, 250 ms apart (recording 08)."""
+    Direction: Received, 100 ms on, 250 ms apart (recording 08). As in
+    Asterisk, `w` pauses 500 ms and `W` one second (a caller waiting for
+    the next prompt)."""
     target = chan.partner
     for digit in args[0] if args else "":
         if chan.hangup_requested or target is None or not target.alive:
             break
+        if digit in "wW":
+            await rt.sleep(0.5 if digit == "w" else 1.0)
+            continue
         await rt.sleep(0.1)
         fields = [*target.fields(), ("Digit", digit), ("Direction", "Received")]
         rt.switch.emit("DTMFBegin", "dtmf", fields)

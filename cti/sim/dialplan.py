@@ -203,7 +203,7 @@ SCRIPTED_CALLERS = {
         Step("Hangup"),
     ],
 }
-_CALLER = re.compile(r"(\d+)(?:-([0-9*#]+))?\Z")
+_CALLER = re.compile(r"(\d+)(?:-([0-9*#wW]+))?\Z")
 
 
 def _sim_caller(exten: str) -> list[Step] | None:
@@ -253,6 +253,15 @@ def _phones(phones: dict[str, Phone], rng: random.Random) -> Lookup:
 
     return lookup
 
+# [cti-spy] of dialplans/cti.conf: the supervisor's phone, once answered,
+# spies on CTI_SPY_TARGET with the options of CTI_SPY_MODE.
+CTI_SPY = [
+    Step("NoOp", "CTI spy on ${CTI_SPY_TARGET} mode ${CTI_SPY_MODE}"),
+    Step("Answer"),
+    Step("ChanSpy", "${CTI_SPY_TARGET},${CTI_SPY_MODE}E"),
+    Step("Hangup"),
+]
+
 
 class Dialplan:
     """Context name -> extension lookup. `agent_interface` is the dial
@@ -272,19 +281,25 @@ class Dialplan:
     ) -> None:
         self.agent_interface = agent_interface
         inbound = _cti_inbound_agi(agi_url) if inbound_agi else CTI_INBOUND
+        # The server dials callback customers in E.164 (cti.conf matches
+        # `_+X.`): each national French number answers in its +33 form too.
+        customers = dict(population.customers)
+        customers.update({f"+33{number[1:]}": phone for number, phone in customers.items()
+                          if number.startswith("0") and len(number) == 10})
         self._phone_numbers = {
             "sim-agent": frozenset(population.agents),
-            "sim-customer": frozenset(population.customers),
+            "sim-customer": frozenset(customers),
         }
         self._contexts: dict[str, Lookup] = {
             "cti-inbound": _static({"_X.": inbound}),
             "cti-wait": _static({"s": CTI_WAIT}),
             "cti-connect": _static({"_X.": CTI_CONNECT}),
-            "cti-callback": _static({"_0X.": CTI_CALLBACK}),
+            "cti-callback": _static({"_0X.": CTI_CALLBACK, "_+X.": CTI_CALLBACK}),
+            "cti-spy": _static({"s": CTI_SPY}),
             "ivr-inbound": _static(_ivr_inbound(agi_url)),
             "sim-caller": _sim_caller,
             "sim-agent": _phones(dict(population.agents), rng),
-            "sim-customer": _phones(dict(population.customers), rng),
+            "sim-customer": _phones(customers, rng),
         }
 
     def lookup(self, context: str, exten: str) -> list[Step] | None:
