@@ -1,0 +1,275 @@
+"""Benchmark: screen-pop latency with 1,000 agent desks connected.
+
+One asyncio process on loopback, as `cti demo` runs: the simulated PBX
+(`demo_population` of 1,000 agent phones, no generated traffic), the
+server with the desk feature (every agent logged in at start), a real
+redis-server when one is installed (else the in-process store) holding a
+VIP customer with a contact history, and 1,000 websocket desks (aiohttp
+clients) each signed in as its agent.
+
+`--calls` callers are placed through the sim's AMI, paced `--gap` apart so
+that each finds free agents. The latency of a pop is from the moment the
+PBX event that leads to the offer (the caller entering the waiting
+context) reaches the tracker, to the moment the offered agent's desk
+client has received and parsed the pop. The baseline, in the same run, is
+a bare aiohttp websocket: server-side `send_str` of a message of the same
+size as the pops, to the client's parsed receive, `--baseline` times.
+
+Prints one JSON object: pop and baseline median and 99th percentile (ms),
+and their ratios (target: p99 ratio <= 2... see the README for what it
+covers).
+
+    .venv/bin/python bench/pop_latency.py [--agents 1000] [--calls 200] [--gap 0.02]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from cti.app import Server
+from cti.center import center_from
+from cti.config import load_settings
+from cti.customers.models import Contact, parse_customer
+from cti.logs import configure_logging
+from cti.serve import customer_vip_lookup
+from cti.sim.population import demo_population
+from cti.sim.server import SimSettings, start_sim
+from cti.store.connection import open_store
+from cti.switchboard import TaskOffered
+from tests.ami_client import AmiClient
+
+SECRET = "bench-secret"
+VIP = "+33612345678"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def _redis() -> AsyncIterator[str | None]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        yield None
+        return
+    port = _free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save",
+                                 "", "--appendonly", "no", "--dir", tmp],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(100):
+                with contextlib.suppress(OSError), socket.create_connection(
+                        ("127.0.0.1", port), timeout=0.1):
+                    break
+                await asyncio.sleep(0.05)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+def _center(agents: int) -> Any:
+    return center_from({
+        "services": {"support": {"skills": {"support": 1}, "numbers": ["0140000001"],
+                                 "wrap_up_seconds": 600, "ring_timeout_seconds": 30}},
+        "agents": [{"id": str(1001 + i), "name": f"Agent {1001 + i}",
+                    "device": f"Local/{1001 + i}@sim-agent", "skills": {"support": 5},
+                    "login_at_start": True} for i in range(agents)],
+    }, "bench center")
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def _pops(args: argparse.Namespace, url: str | None) -> tuple[list[float], int]:
+    population = demo_population(args.agents, seed=1, calls_per_hour=0, vip_share=0,
+                                 vip_numbers=(), ring_s=(5.0, 5.0), talk_s=600.0,
+                                 no_answer_odds=0.0, busy_odds=0.0)
+    sim = await start_sim(SimSettings(port=0, secret=SECRET, population=population))
+    store = await open_store(url)
+    env = {"CTI_AMI_PORT": str(sim.port), "CTI_AMI_SECRET": SECRET,
+           "CTI_HTTP_PORT": str(_free_port()), "CTI_AGI_PORT": str(_free_port()),
+           "CTI_AMI_PING_INTERVAL": "5", "CTI_LOG_LEVEL": "warning", "CTI_LOG_FORMAT": "json"}
+    flows = Path(tempfile.mkdtemp())
+    env["CTI_CENTER_FLOWS"] = str(flows)
+    settings = load_settings(None, env)
+    configure_logging("json", "warning")
+    server = Server(settings, _center(args.agents), store,
+                    vip_lookup=await customer_vip_lookup(store))
+    await server.customers.put(parse_customer({"id": "c-vip", "name": "Alice Dupont",
+                                               "tier": "vip", "phones": [VIP]}, region="FR"))
+    for day in range(5):
+        await server.customers.add_contact("c-vip", Contact(
+            at=time.time() - 86_400 * (day + 1), channel="voice", direction="inbound",
+            service="support", agent_id="1001", agent_name="Agent 1001", duration_s=60,
+            disposition="resolved", notes="note " * 20))
+    # t0 per call: the tracker starts folding the event that makes it wait.
+    started: dict[str, float] = {}
+    apply = server.tracker.apply
+    current = [0.0]
+
+    def timed_apply(event: Any) -> Any:
+        current[0] = time.perf_counter()
+        return apply(event)
+
+    server.tracker.apply = timed_apply  # type: ignore[method-assign]
+
+    def on_offer(event: object) -> None:
+        if isinstance(event, TaskOffered):
+            started.setdefault(event.call, current[0])
+
+    server.switchboard.listeners.insert(0, on_offer)
+    received: dict[str, float] = {}
+    await server.start()
+    ami: AmiClient | None = None
+    sockets: list[aiohttp.ClientWebSocketResponse] = []
+    readers: list[asyncio.Task[None]] = []
+    try:
+        while server.link.state.value != "connected":
+            await asyncio.sleep(0.05)
+        base = f"http://127.0.0.1:{server.http_port}"
+        http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        now = time.time()
+
+        async def desk(agent_id: str) -> None:
+            ws = await http.ws_connect(f"{base}/ws/agent")
+            token = server.sessions.issue(agent_id, "agent", now, 1)
+            await ws.send_str(json.dumps({"v": 1, "type": "hello", "token": token}))
+            sockets.append(ws)
+            async for message in ws:
+                data = json.loads(message.data)
+                if data["type"] == "pop":
+                    received.setdefault(data["pop"]["call_id"], time.perf_counter())
+
+        for index in range(args.agents):
+            readers.append(asyncio.create_task(desk(str(1001 + index))))
+        while len(sockets) < args.agents:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)
+        ami = await AmiClient.connect(sim.port)
+        await ami.login(secret=SECRET)
+        for index in range(args.calls):
+            number = VIP if index % 2 == 0 else f"+3361{index:07d}"
+            ami.send("Originate", ("Channel", "Local/600@sim-caller"),
+                     ("Context", "cti-inbound"), ("Exten", "0140000001"), ("Priority", "1"),
+                     ("CallerID", f'"Caller {index}" <{number}>'), ("Async", "true"))
+            await asyncio.sleep(args.gap)
+        deadline = time.monotonic() + 30
+        while len(received) < args.calls and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        latencies = [(received[call] - started[call]) * 1000 for call in received
+                     if call in started]
+        size = _pop_size(server)
+        for ws in sockets:
+            await ws.close()
+        await http.close()
+        return latencies, size
+    finally:
+        for task in readers:
+            task.cancel()
+        for task in readers:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if ami is not None:
+            await ami.close()
+        await server.stop()
+        await sim.close()
+        await store.close()
+
+
+def _pop_size(server: Server) -> int:
+    for feature in server.features:
+        hub = getattr(feature, "hub", None)
+        if hub is not None:
+            sizes = [len(text) for stream in hub._streams.values()
+                     for _, text in stream.replay if '"type":"pop"' in text]
+            if sizes:
+                return int(statistics.median(sizes))
+    return 2000
+
+
+async def _baseline(size: int, rounds: int) -> list[float]:
+    text = json.dumps({"type": "pop", "pad": "x" * max(0, size - 24)})
+    ready: asyncio.Queue[web.WebSocketResponse] = asyncio.Queue()
+    done = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ready.put(ws)
+        await done.wait()
+        await ws.close()
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ws", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = _free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    out = []
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"http://127.0.0.1:{port}/ws") \
+            as client:
+        server_ws = await ready.get()
+        for _ in range(rounds):
+            started = time.perf_counter()
+            await server_ws.send_str(text)
+            message = await client.receive()
+            json.loads(message.data)
+            out.append((time.perf_counter() - started) * 1000)
+        done.set()
+    await runner.cleanup()
+    return out
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    async with _redis() as url:
+        pops, size = await _pops(args, url)
+    base = await _baseline(size, args.baseline)
+    p50, p99 = statistics.median(pops), _pct(pops, 0.99)
+    b50, b99 = statistics.median(base), _pct(base, 0.99)
+    return {
+        "bench": "pop_latency", "agents_connected": args.agents, "calls": args.calls,
+        "pops_received": len(pops), "store": "redis-server" if url else "in-process",
+        "pop_bytes": size,
+        "pop_ms": {"p50": round(p50, 3), "p99": round(p99, 3), "max": round(max(pops), 3)},
+        "baseline_ms": {"p50": round(b50, 3), "p99": round(b99, 3)},
+        "ratio": {"p50": round(p50 / b50, 2), "p99": round(p99 / b99, 2)},
+        "target": "p99 ratio <= 2",
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", type=int, default=1000)
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--gap", type=float, default=0.02, help="seconds between callers")
+    parser.add_argument("--baseline", type=int, default=2000, help="baseline round trips")
+    parsed = parser.parse_args()
+    if not (1 <= parsed.agents <= 5000 and 1 <= parsed.calls <= parsed.agents
+            and 1 <= parsed.baseline <= 100_000):
+        parser.error("1 <= calls <= agents <= 5000, 1 <= baseline <= 100000")
+    print(json.dumps(asyncio.run(main(parsed))))

@@ -1,0 +1,139 @@
+"""The screen pop of an offered call: who the caller is (IVR-identified
+customer, then the owner of the account or the caller number, else an
+unknown caller), VIP or not, what they did in the IVR, the service and why
+the router chose this agent, their last contacts, and the notes earlier
+agents left on this very call (transfer, escalation).
+
+Redis keys read and written here (beside the customer directory):
+
+    cti:call:{call_id}:ivr     JSON object the IVR writes; may be absent
+    cti:call:{call_id}:notes   list of NoteView JSON, oldest first (TTL 1 day)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import redis.asyncio as aioredis
+import structlog
+from pydantic import ValidationError
+
+from cti.customers.models import Customer
+from cti.customers.store import CustomerStore
+from cti.desk.protocol import ContactView, CustomerView, IvrView, NoteView, PopView
+
+log = structlog.get_logger(__name__)
+
+HISTORY = 5
+NOTES_TTL_S = 86_400
+MAX_NOTES = 20
+
+
+def ivr_key(call_id: str) -> str:
+    return f"cti:call:{call_id}:ivr"
+
+
+def notes_key(call_id: str) -> str:
+    return f"cti:call:{call_id}:notes"
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """What the switchboard knows of an offered call, in plain values."""
+
+    call_id: str
+    caller_number: str | None
+    caller_name: str | None
+    service: str
+    rule: str
+    waited_s: float
+    vip: bool
+    customer_id: str | None  # from the switchboard's lookup by caller number
+
+
+class PopBuilder:
+    def __init__(self, redis: aioredis.Redis, customers: CustomerStore, *,
+                 history: int = HISTORY) -> None:
+        self._redis = redis
+        self._customers = customers
+        self._history = history
+
+    async def build(self, offer: Offer) -> PopView:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.get(ivr_key(offer.call_id))
+            pipe.lrange(notes_key(offer.call_id), 0, MAX_NOTES - 1)
+            raw_ivr, raw_notes = await pipe.execute()
+        ivr = _ivr(offer.call_id, raw_ivr)
+        customer, identified_by = await self._identify(offer, ivr)
+        history = [] if customer is None else await self._customers.history(
+            customer.id, self._history)
+        return PopView(
+            call_id=offer.call_id, caller_number=offer.caller_number,
+            caller_name=offer.caller_name, identified_by=identified_by,
+            customer=None if customer is None else _customer_view(customer),
+            vip=offer.vip or (customer is not None and customer.vip),
+            service=offer.service, rule=offer.rule, waited_s=round(offer.waited_s, 1),
+            ivr=ivr,
+            history=[ContactView.model_validate(contact.model_dump()) for contact in history],
+            previous_notes=_notes(offer.call_id, raw_notes),
+        )
+
+    async def _identify(self, offer: Offer, ivr: IvrView | None) -> tuple[
+            Customer | None, Literal["ivr", "account", "phone", "unknown"]]:
+        if ivr is not None and ivr.customer_id:
+            customer = await self._customers.get(ivr.customer_id)
+            if customer is not None:
+                return customer, "ivr"
+        if offer.customer_id:
+            customer = await self._customers.get(offer.customer_id)
+            if customer is not None:
+                return customer, "phone"
+        if offer.caller_number:
+            customer = await self._customers.by_phone(offer.caller_number)
+            if customer is not None:
+                return customer, "phone"
+        return None, "unknown"
+
+    async def add_note(self, call_id: str, note: NoteView) -> None:
+        """Keep an agent's notes with the call, for the next agent's pop."""
+        key = notes_key(call_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(key, note.model_dump_json())
+            pipe.ltrim(key, -MAX_NOTES, -1)
+            pipe.expire(key, NOTES_TTL_S)
+            await pipe.execute()
+
+
+def _customer_view(customer: Customer) -> CustomerView:
+    return CustomerView(id=customer.id, name=customer.name, tier=customer.tier,
+                        account=customer.account, phones=list(customer.phones),
+                        segment=dict(customer.segment), notes=customer.notes)
+
+
+def _ivr(call_id: str, raw: Any) -> IvrView | None:
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise TypeError("not an object")
+        known = {key: data[key] for key in IvrView.model_fields if data.get(key) is not None}
+        if "choices" in known:
+            known["choices"] = [str(choice) for choice in known["choices"]][:50]
+        return IvrView.model_validate(known)
+    except (ValueError, TypeError, ValidationError) as exc:
+        # The pop goes out without the IVR part rather than not at all.
+        log.warning("desk.ivr_unreadable", call_id=call_id, reason=str(exc)[:200])
+        return None
+
+
+def _notes(call_id: str, raw: list[Any]) -> list[NoteView]:
+    notes = []
+    for entry in raw:
+        try:
+            notes.append(NoteView.model_validate_json(entry))
+        except ValidationError:
+            log.warning("desk.note_unreadable", call_id=call_id)
+    return notes

@@ -1,0 +1,251 @@
+"""The `/ws/agent` protocol: every message either way is one JSON object
+with a protocol version `v` and a `type`, parsed by the pydantic models
+here (documented in README.md, "Agent desk protocol").
+
+Server messages of the agent's stream (state, pop, pop_withdrawn,
+call_progress, snapshot) carry a per-agent sequence number `seq` that
+increases by one per message and is shared by all the agent's tabs; a
+desk that reconnects sends the last one it saw. Replies (welcome, ack,
+error) go to the one connection that asked and carry the stream position
+at the time (`seq`) without advancing it. Client commands carry an `id`:
+the same id sent again gets the first answer again and acts once.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
+
+PROTOCOL_VERSION = 1
+MAX_MESSAGE_BYTES = 16 * 1024
+
+CommandId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+CallId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+ServiceName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
+Notes = Annotated[str, StringConstraints(max_length=1000)]
+Version = Literal[1]
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: Version = 1
+
+
+# -- agent to server -----------------------------------------------------------------
+
+
+class Hello(_Message):
+    """The first message when the token was not in the URL, or to resume:
+    `stream` and `last_seq` from the previous connection."""
+
+    type: Literal["hello"]
+    token: Annotated[str, StringConstraints(max_length=2048)] | None = None
+    stream: Annotated[str, StringConstraints(max_length=64)] | None = None
+    last_seq: Annotated[int, Field(ge=0)] | None = None
+
+
+class _Command(_Message):
+    id: CommandId
+
+
+class Ready(_Command):
+    type: Literal["ready"]
+
+
+class Pause(_Command):
+    type: Literal["pause"]
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=40)]
+
+
+class EndWrapUp(_Command):
+    type: Literal["end_wrap_up"]
+
+
+class Disposition(_Command):
+    """Disposition and notes of the agent's last call, written to the
+    customer's contact history when the call has ended."""
+
+    type: Literal["disposition"]
+    call_id: CallId
+    disposition: Annotated[str, StringConstraints(min_length=1, max_length=80)]
+    notes: Notes = ""
+
+
+class Transfer(_Command):
+    """Send the caller to another service (their place in the queue kept);
+    the notes reach the next agent's pop."""
+
+    type: Literal["transfer"]
+    call_id: CallId
+    service: ServiceName
+    notes: Notes = ""
+
+
+class Escalate(_Command):
+    """Transfer to the level-2 service of the call's service
+    (`<service>-l2`, or the center's `escalation` mapping)."""
+
+    type: Literal["escalate"]
+    call_id: CallId
+    notes: Notes = ""
+
+
+class Ping(_Command):
+    type: Literal["ping"]
+
+
+Command = Ready | Pause | EndWrapUp | Disposition | Transfer | Escalate | Ping
+ClientMessage = Annotated[Hello | Command, Field(discriminator="type")]
+CLIENT_MESSAGE: TypeAdapter[Hello | Command] = TypeAdapter(ClientMessage)
+COMMAND_TYPES = frozenset({"ready", "pause", "end_wrap_up", "disposition", "transfer",
+                           "escalate", "ping"})
+
+
+# -- server to agent -----------------------------------------------------------------
+
+
+class AgentView(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    state: str
+    since: float
+    reason: str | None = None
+
+
+class ContactView(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    at: float
+    channel: str
+    direction: str
+    service: str
+    agent_id: str | None
+    agent_name: str
+    duration_s: float
+    outcome: str
+    disposition: str
+    notes: str
+
+
+class CustomerView(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    tier: str
+    account: str | None
+    phones: list[str]
+    segment: dict[str, Any]
+    notes: str
+
+
+class IvrView(BaseModel):
+    """What the caller did in the IVR (absent fields: not collected)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    flow: str | None = None
+    choices: list[str] = Field(default_factory=list)
+    customer_id: str | None = None
+    verified: bool = False
+    service: str | None = None
+    priority: str | None = None
+    language: str | None = None
+
+
+class NoteView(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    at: float
+    agent_id: str
+    agent_name: str
+    service: str
+    notes: str
+
+
+class PopView(BaseModel):
+    """The screen pop of one offered call."""
+
+    model_config = ConfigDict(frozen=True)
+
+    call_id: str
+    caller_number: str | None
+    caller_name: str | None
+    identified_by: Literal["ivr", "account", "phone", "unknown"]
+    customer: CustomerView | None
+    vip: bool
+    service: str
+    rule: str
+    waited_s: float
+    ivr: IvrView | None
+    history: list[ContactView]
+    previous_notes: list[NoteView]
+    progress: Literal["ringing", "connected", "ended"] = "ringing"
+
+
+class _ServerMessage(_Message):
+    seq: int = 0
+
+
+class StateMessage(_ServerMessage):
+    type: Literal["state"] = "state"
+    agent: AgentView
+
+
+class PopMessage(_ServerMessage):
+    type: Literal["pop"] = "pop"
+    pop: PopView
+
+
+class PopWithdrawn(_ServerMessage):
+    type: Literal["pop_withdrawn"] = "pop_withdrawn"
+    call_id: str
+    reason: Literal["not_answered", "caller_gone", "transferred"]
+
+
+class CallProgress(_ServerMessage):
+    type: Literal["call_progress"] = "call_progress"
+    call_id: str
+    progress: Literal["ringing", "connected", "on_hold", "ended"]
+
+
+class Snapshot(_ServerMessage):
+    """Everything a desk shows, as of `seq`: sent on connect and when a
+    resume asks for more than the server still holds."""
+
+    type: Literal["snapshot"] = "snapshot"
+    agent: AgentView
+    pop: PopView | None
+    last_call: str | None
+    disposition_pending: bool
+
+
+class Welcome(_ServerMessage):
+    type: Literal["welcome"] = "welcome"
+    agent_id: str
+    agent_name: str
+    stream: str
+    pause_reasons: list[str]
+    services: list[str]
+    expires_at: float
+
+
+class Ack(_ServerMessage):
+    type: Literal["ack"] = "ack"
+    command_id: str
+    result: dict[str, Any] = Field(default_factory=dict)
+
+
+class ErrorMessage(_ServerMessage):
+    type: Literal["error"] = "error"
+    code: str
+    message: str
+    command_id: str | None = None
+
+
+StreamMessage = StateMessage | PopMessage | PopWithdrawn | CallProgress | Snapshot
+Reply = Welcome | Ack | ErrorMessage

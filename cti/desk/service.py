@@ -1,0 +1,356 @@
+"""The desk service: follows the switchboard's events for each agent (state,
+offers, answers, ends), publishes them on the agent's stream in the hub,
+sends the pop to the offered agent only and withdraws it when the phone
+stops ringing, and runs the agent's commands (ready, pause, end wrap-up,
+disposition, transfer, escalate). A disposition becomes a Contact in the
+customer's history once the call has ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+
+import structlog
+
+from cti.center import Center
+from cti.customers.errors import UnknownCustomer
+from cti.customers.models import Contact
+from cti.customers.store import CustomerStore
+from cti.desk.hub import Hub
+from cti.desk.pop import Offer, PopBuilder
+from cti.desk.protocol import (
+    Ack,
+    AgentView,
+    CallProgress,
+    Command,
+    Disposition,
+    EndWrapUp,
+    ErrorMessage,
+    Escalate,
+    NoteView,
+    Pause,
+    Ping,
+    PopMessage,
+    PopView,
+    PopWithdrawn,
+    Ready,
+    Reply,
+    Snapshot,
+    StateMessage,
+    Transfer,
+)
+from cti.routing import Agent, AgentState, IllegalTransition
+from cti.switchboard import AgentChanged, CallFinished, Switchboard, SwitchboardEvent, TaskOffered
+
+log = structlog.get_logger(__name__)
+
+_OFFERED = frozenset({AgentState.RESERVED, AgentState.RINGING})
+
+
+class DeskRefusal(Exception):
+    """A command that cannot be done now; `code` is stable for clients."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        self.message = message
+        super().__init__(message)
+
+
+@dataclass(slots=True)
+class _LastCall:
+    call_id: str
+    service: str
+    customer_id: str | None
+    connected_at: float
+    ended: bool = False
+    talk_s: float = 0.0
+    disposition: Disposition | None = None
+    recorded: bool = False
+
+
+@dataclass(slots=True)
+class _Desk:
+    offer: Offer | None = None
+    pop: PopView | None = None
+    last_call: _LastCall | None = None
+    state: AgentState | None = None
+
+
+@dataclass(slots=True)
+class _Jobs:
+    running: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def spawn(self, job: Awaitable[None], name: str) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(job)
+        task.set_name(name)
+        self.running.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.running.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("desk.job_failed", job=task.get_name(), error=repr(task.exception()))
+
+
+class DeskService:
+    def __init__(self, center: Center, switchboard: Switchboard, customers: CustomerStore,
+                 pops: PopBuilder, hub: Hub, *, clock: Callable[[], float]) -> None:
+        self.center = center
+        self.switchboard = switchboard
+        self.customers = customers
+        self.pops = pops
+        self.hub = hub
+        self._clock = clock
+        self._desks: dict[str, _Desk] = {}
+        self._jobs = _Jobs()
+        self._names = {agent.id: agent.name for agent in center.agents}
+        switchboard.listeners.append(self.on_switchboard)
+
+    def _now(self) -> float:
+        return self._clock()
+
+    def name_of(self, agent_id: str) -> str:
+        return self._names.get(agent_id, agent_id)
+
+    def _desk(self, agent_id: str) -> _Desk:
+        desk = self._desks.get(agent_id)
+        if desk is None:
+            desk = self._desks[agent_id] = _Desk()
+        return desk
+
+    async def stop(self) -> None:
+        for desk_id, desk in self._desks.items():
+            self._record_if_due(desk_id, desk, final=True)
+        if self._jobs.running:
+            _, pending = await asyncio.wait(set(self._jobs.running), timeout=5.0)
+            for task in pending:
+                task.cancel()
+            for task in pending:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    # -- what the desk shows ---------------------------------------------------------
+
+    def agent_view(self, agent: Agent) -> AgentView:
+        return AgentView(id=agent.id, name=agent.name, state=agent.state.value,
+                         since=agent.state_since, reason=agent.pause_reason)
+
+    def snapshot(self, agent_id: str) -> Snapshot:
+        agent = self.switchboard.agents[agent_id]
+        desk = self._desk(agent_id)
+        last = desk.last_call
+        return Snapshot(agent=self.agent_view(agent), pop=desk.pop,
+                        last_call=None if last is None else last.call_id,
+                        disposition_pending=last is not None and not last.recorded
+                        and last.disposition is None)
+
+    # -- switchboard events (synchronous, inside the switchboard's handler) --------------
+
+    def on_switchboard(self, event: SwitchboardEvent) -> None:
+        if isinstance(event, AgentChanged):
+            self._on_agent(event.agent)
+        elif isinstance(event, TaskOffered):
+            self._on_offer(event)
+        elif isinstance(event, CallFinished):
+            self._on_finished(event)
+
+    def _on_agent(self, agent: Agent) -> None:
+        desk = self._desk(agent.id)
+        before, desk.state = desk.state, agent.state
+        self.hub.publish(agent.id, StateMessage(agent=self.agent_view(agent)))
+        if before is agent.state or desk.offer is None:
+            if agent.state is AgentState.LOGGED_OUT:
+                self._record_if_due(agent.id, desk, final=True)
+            return
+        call_id = desk.offer.call_id
+        if agent.state is AgentState.RINGING:
+            self.hub.publish(agent.id, CallProgress(call_id=call_id, progress="ringing"))
+        elif agent.state is AgentState.ON_CALL:
+            self._record_if_due(agent.id, desk, final=True)
+            desk.last_call = _LastCall(
+                call_id=call_id, service=desk.offer.service,
+                customer_id=None if desk.pop is None or desk.pop.customer is None
+                else desk.pop.customer.id, connected_at=self._now())
+            if desk.pop is not None:
+                desk.pop = desk.pop.model_copy(update={"progress": "connected"})
+            self.hub.publish(agent.id, CallProgress(call_id=call_id, progress="connected"))
+        elif before in _OFFERED:
+            # Released without answering: rang out, busy, or the caller left.
+            gone = call_id not in self.switchboard.tasks
+            desk.offer = None
+            desk.pop = None
+            self.hub.publish(agent.id, PopWithdrawn(
+                call_id=call_id, reason="caller_gone" if gone else "not_answered"))
+            log.info("desk.pop_withdrawn", agent_id=agent.id, call_id=call_id,
+                     caller_gone=gone)
+
+    def _on_offer(self, event: TaskOffered) -> None:
+        agent_id = event.assignment.agent_id
+        call = self.switchboard.tracker.calls.get(event.call)
+        offer = Offer(call_id=event.call,
+                      caller_number=None if call is None else call.caller_number,
+                      caller_name=None if call is None else call.caller_name,
+                      service=event.info.task.service, rule=event.assignment.rule,
+                      waited_s=event.assignment.waited_seconds, vip=event.info.vip,
+                      customer_id=event.info.customer)
+        desk = self._desk(agent_id)
+        desk.offer = offer
+        desk.pop = None
+        self._jobs.spawn(self._pop(agent_id, offer), f"pop-{event.call}")
+
+    async def _pop(self, agent_id: str, offer: Offer) -> None:
+        started = self._now()
+        pop = await self.pops.build(offer)
+        desk = self._desk(agent_id)
+        if desk.offer is not offer:
+            return  # withdrawn or replaced while it was being built
+        last = desk.last_call
+        if last is not None and last.call_id == offer.call_id:
+            pop = pop.model_copy(update={"progress": "connected"})
+            last.customer_id = None if pop.customer is None else pop.customer.id
+        desk.pop = pop
+        self.hub.publish(agent_id, PopMessage(pop=pop))
+        log.info("desk.pop_sent", agent_id=agent_id, call_id=offer.call_id,
+                 identified_by=pop.identified_by, vip=pop.vip,
+                 build_ms=round((self._now() - started) * 1000, 1))
+
+    def _on_finished(self, event: CallFinished) -> None:
+        call_id = event.event.record.call
+        for agent_id, desk in self._desks.items():
+            last = desk.last_call
+            if last is None or last.call_id != call_id or last.ended:
+                continue
+            last.ended = True
+            last.talk_s = (event.event.record.talk_ms or 0) / 1000
+            if desk.offer is not None and desk.offer.call_id == call_id:
+                desk.offer = None
+            if desk.pop is not None and desk.pop.call_id == call_id:
+                desk.pop = desk.pop.model_copy(update={"progress": "ended"})
+            self.hub.publish(agent_id, CallProgress(call_id=call_id, progress="ended"))
+            self._record_if_due(agent_id, desk, final=False)
+
+    # -- contact history ------------------------------------------------------------
+
+    def _record_if_due(self, agent_id: str, desk: _Desk, *, final: bool) -> None:
+        job = self._contact_due(agent_id, desk, final=final)
+        if job is not None:
+            self._jobs.spawn(job, f"contact-{agent_id}")
+
+    def _contact_due(self, agent_id: str, desk: _Desk, *,
+                     final: bool) -> Coroutine[None, None, None] | None:
+        """The write of the last call to the customer's history, when it is
+        due: the call has ended and the disposition is in, or (`final`) the
+        agent moves on to another call or logs out without one."""
+        last = desk.last_call
+        if last is None or last.recorded or not (last.ended or final):
+            return None
+        if last.disposition is None and not final:
+            return None
+        last.recorded = True
+        if last.customer_id is None:
+            return None
+        disposition = last.disposition
+        contact = Contact(
+            at=last.connected_at, channel="voice", direction="inbound", service=last.service,
+            agent_id=agent_id, agent_name=self.name_of(agent_id),
+            duration_s=min(last.talk_s, 86_400.0), outcome="handled",
+            disposition="" if disposition is None else disposition.disposition,
+            notes="" if disposition is None else disposition.notes)
+        return self._write_contact(last.customer_id, contact, last.call_id)
+
+    async def _write_contact(self, customer_id: str, contact: Contact, call_id: str) -> None:
+        try:
+            await self.customers.add_contact(customer_id, contact)
+        except UnknownCustomer:
+            log.warning("desk.contact_customer_gone", customer_id=customer_id, call_id=call_id)
+            return
+        log.info("desk.contact_recorded", customer_id=customer_id, call_id=call_id,
+                 agent_id=contact.agent_id, disposition=contact.disposition)
+
+    # -- commands -------------------------------------------------------------------------
+
+    async def run(self, agent_id: str, command: Command) -> Reply:
+        """Run one command; an Ack, or an ErrorMessage naming why nothing changed."""
+        try:
+            result = await self._run(agent_id, command)
+        except DeskRefusal as exc:
+            return ErrorMessage(code=exc.code, message=exc.message, command_id=command.id)
+        except IllegalTransition as exc:
+            return ErrorMessage(code="not_allowed", message=str(exc), command_id=command.id)
+        return Ack(command_id=command.id, result=result)
+
+    async def _run(self, agent_id: str, command: Command) -> dict[str, object]:
+        board = self.switchboard
+        agent = board.agents.get(agent_id)
+        if agent is None:
+            raise DeskRefusal("unknown_agent", f"no agent {agent_id}")
+        if isinstance(command, Ping):
+            return {}
+        if isinstance(command, Ready):
+            if agent.state is AgentState.LOGGED_OUT:
+                agent = board.login(agent_id)
+            elif agent.state is not AgentState.AVAILABLE:
+                agent = board.ready(agent_id)
+            return {"state": agent.state.value}
+        if isinstance(command, Pause):
+            if command.reason not in self.center.pause_reasons:
+                raise DeskRefusal("bad_reason", f"{command.reason!r} is not a pause reason"
+                                  f" of this center: {', '.join(self.center.pause_reasons)}")
+            if agent.state is AgentState.LOGGED_OUT:
+                board.login(agent_id)
+            agent = board.pause(agent_id, command.reason)
+            return {"state": agent.state.value, "pending": agent.state is AgentState.ON_CALL}
+        if isinstance(command, EndWrapUp):
+            agent = board.end_wrap_up(agent_id)
+            return {"state": agent.state.value}
+        if isinstance(command, Disposition):
+            return await self._disposition(agent_id, command)
+        if isinstance(command, Transfer | Escalate):
+            return await self._transfer(agent_id, command)
+        raise DeskRefusal("unknown_type", f"{command.type} is not a command")
+
+    async def _disposition(self, agent_id: str, command: Disposition) -> dict[str, object]:
+        desk = self._desk(agent_id)
+        last = desk.last_call
+        if last is None or last.call_id != command.call_id:
+            raise DeskRefusal("unknown_call", f"call {command.call_id} is not your last call")
+        if last.recorded or last.disposition is not None:
+            raise DeskRefusal("already_recorded",
+                              f"call {command.call_id} already has its disposition")
+        last.disposition = command
+        job = self._contact_due(agent_id, desk, final=False)
+        if job is not None:
+            await job  # the ack means it is in the history
+        return {"call_id": command.call_id, "recorded": last.recorded,
+                "customer_id": last.customer_id}
+
+    async def _transfer(self, agent_id: str, command: Transfer | Escalate) -> dict[str, object]:
+        desk = self._desk(agent_id)
+        last = desk.last_call
+        agent = self.switchboard.agents[agent_id]
+        if (last is None or last.call_id != command.call_id or last.ended
+                or agent.state is not AgentState.ON_CALL):
+            raise DeskRefusal("not_allowed", f"call {command.call_id} is not your current call")
+        target = f"{last.service}-l2" if isinstance(command, Escalate) else command.service
+        if target not in self.center.policy.services:
+            raise DeskRefusal("unknown_service", f"no service {target!r} to transfer to")
+        if target == last.service and isinstance(command, Escalate):
+            raise DeskRefusal("not_allowed", "already at level 2")
+        transfer = getattr(self.switchboard, "transfer_to_service", None)
+        if transfer is None:
+            raise DeskRefusal("not_supported", "transfers are not available on this server")
+        note = NoteView(at=self._now(), agent_id=agent_id, agent_name=self.name_of(agent_id),
+                        service=last.service, notes=command.notes)
+        await self.pops.add_note(command.call_id, note)
+        await transfer(command.call_id, target, command.notes, agent_id)
+        last.ended = True
+        last.talk_s = max(0.0, self._now() - last.connected_at)
+        desk.offer = None
+        if desk.pop is not None and desk.pop.call_id == command.call_id:
+            desk.pop = desk.pop.model_copy(update={"progress": "ended"})
+        self.hub.publish(agent_id, CallProgress(call_id=command.call_id, progress="ended"))
+        log.info("desk.transferred", agent_id=agent_id, call_id=command.call_id, service=target)
+        return {"call_id": command.call_id, "service": target}
