@@ -1,0 +1,241 @@
+"""Turns due callbacks into router tasks and their calls into outcomes.
+
+Each node claims due callbacks atomically (a lease in Redis, renewed while
+it holds them), submits each to the switchboard as a CALLBACK task with its
+place (`enqueued_at`), and when an agent is reserved, originates the
+agent-first call through `cti-callback`. The switchboard follows the call;
+its result becomes the attempt's outcome, then a retry with backoff or the
+final status. A node that dies loses its leases: another node (or itself
+after a restart) claims them again. An attempt found under way in a lapsed
+lease was cut off: it counts as failed and is retried, never redialled at
+once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+from cti.callbacks.models import Attempt, Callback, Outcome, Status
+from cti.callbacks.store import CallbackStore
+from cti.center import Center
+from cti.config import CallbacksSettings, DialplanSettings
+from cti.pbx.actions import AmiAction
+from cti.pbx.commands import CallerId, Originate
+from cti.pbx.errors import InvalidCommand, PbxError
+from cti.routing import Agent, Task, TaskKind
+from cti.routing.errors import RoutingError
+from cti.switchboard import DetachedResult, Switchboard
+
+log = structlog.get_logger(__name__)
+
+Send = Callable[[AmiAction], Awaitable[object]]
+Clock = Callable[[], float]
+_HELD_MAX = 500          # callbacks one node keeps in its router at once
+_CUSTOMER_RING_S = 30    # how long cti-callback rings the customer
+
+
+class Dispatcher:
+    def __init__(self, store: CallbackStore, settings: CallbacksSettings, center: Center,
+                 switchboard: Switchboard, *, send: Send, dialplan: DialplanSettings,
+                 clock: Clock) -> None:
+        self.store = store
+        self.settings = settings
+        self.center = center
+        self.switchboard = switchboard
+        self._send = send
+        self._dialplan = dialplan
+        self._clock = clock
+        self.token = secrets.token_hex(8)   # this node's claims
+        self.held: dict[str, Callback] = {}
+        self._loop: asyncio.Task[None] | None = None
+        self._renewed_at = 0.0
+
+    @staticmethod
+    def task_id(callback_id: str) -> str:
+        return f"cb-{callback_id}"
+
+    async def start(self) -> None:
+        self._loop = asyncio.create_task(self._run(), name="callback-dispatch")
+
+    async def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop
+        # Give back what still waits for an agent: due again at once.
+        for callback in list(self.held.values()):
+            if callback.status is Status.QUEUED and \
+                    self.switchboard.withdraw(self.task_id(callback.id)):
+                back = callback.model_copy(update={"status": Status.SCHEDULED})
+                with contextlib.suppress(Exception):
+                    await self.store.settle(back, self.token, callback.due_at)
+                self.held.pop(callback.id, None)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("callback.dispatch_failed")
+            await asyncio.sleep(self.settings.poll_seconds)
+
+    async def tick(self) -> None:
+        now = self._clock()
+        lease = self.settings.lease_seconds
+        if self.held and now - self._renewed_at >= lease / 3:
+            self._renewed_at = now
+            lost = await self.store.renew(list(self.held), now + lease, self.token)
+            for callback_id in lost:
+                log.warning("callback.lease_lost", callback_id=callback_id)
+                self.switchboard.withdraw(self.task_id(callback_id))
+                self.held.pop(callback_id, None)
+            for callback_id in await self.store.cancel_requested(list(self.held)):
+                if self.switchboard.withdraw(self.task_id(callback_id)):
+                    await self._finish(self.held[callback_id], Status.CANCELLED, None)
+        room = _HELD_MAX - len(self.held)
+        if room <= 0:
+            return
+        ids = await self.store.claim(now, lease, self.token, room)
+        if not ids:
+            return
+        if not self.held:
+            self._renewed_at = now
+        for callback in await self.store.get_many(ids):
+            if callback is None:
+                continue
+            await self._take(callback, now)
+
+    async def _take(self, callback: Callback, now: float) -> None:
+        if callback.status is Status.DIALING:
+            # This attempt was under way on a node that died: cut off.
+            last = callback.attempts[-1] if callback.attempts else None
+            if last is not None and last.outcome is None:
+                attempts = [*callback.attempts[:-1],
+                            last.model_copy(update={"outcome": Outcome.FAILED,
+                                                    "dial_status": "INTERRUPTED"})]
+                callback = callback.model_copy(update={"attempts": attempts})
+            self.held[callback.id] = callback
+            await self._after_attempt(callback, Outcome.FAILED, now)
+            return
+        if callback.status.final:
+            self.held[callback.id] = callback
+            await self._finish(callback, callback.status, callback.outcome)
+            return
+        queued = callback.model_copy(update={"status": Status.QUEUED})
+        if not await self.store.write(queued, self.token):
+            return
+        task = Task(id=self.task_id(callback.id), service=callback.service,
+                    enqueued_at=callback.enqueued_at, kind=TaskKind.CALLBACK)
+        self.held[callback.id] = queued
+        try:
+            self.switchboard.submit(task, self._on_offer, self._on_result)
+        except (RoutingError, ValueError) as exc:
+            log.error("callback.not_routable", callback_id=callback.id, reason=str(exc))
+            await self._finish(queued, Status.FAILED, Outcome.FAILED)
+            return
+        log.info("callback.queued", callback_id=callback.id, service=callback.service,
+                 late_s=round(now - callback.due_at, 1))
+
+    # -- the switchboard's side ------------------------------------------------------
+
+    async def _on_offer(self, agent: Agent, task: Task) -> str | None:
+        callback_id = task.id.removeprefix("cb-")
+        callback = self.held.get(callback_id)
+        if callback is None:
+            return None
+        if await self.store.cancel_requested([callback_id]):
+            await self._finish(callback, Status.CANCELLED, None)
+            return None
+        now = self._clock()
+        # An offer whose agent did not answer dialled nobody: the next offer
+        # takes its place instead of counting as an attempt on the customer.
+        attempts = [a for a in callback.attempts if a.outcome is not None]
+        attempt = len(attempts) + 1
+        channel_id = f"cti-cb-{callback_id}-{secrets.token_hex(4)}"
+        service = self.center.policy.services[callback.service]
+        caller = self.center.caller_ids.get(callback.service)
+        try:
+            originate = Originate(
+                device=agent.interface, context=self._dialplan.callback,
+                exten=callback.number,
+                caller_id=CallerId(caller) if caller else None,
+                timeout_ms=int(service.ring_timeout_seconds * 1000),
+                variables=(("CTI_CALLBACK_ID", callback_id),
+                           ("CTI_SERVICE", callback.service),
+                           ("CTI_CALLBACK_RING_TIMEOUT", str(_CUSTOMER_RING_S))),
+                channel_id=channel_id)
+        except InvalidCommand as exc:
+            log.warning("callback.invalid_number", callback_id=callback_id, field=exc.field,
+                        reason=exc.reason)
+            await self._finish(callback, Status.FAILED, Outcome.INVALID_NUMBER)
+            return None
+        dialing = callback.model_copy(update={
+            "status": Status.DIALING,
+            "attempts": [*attempts, Attempt(at=now, agent=agent.id)]})
+        # Written before the Originate: a node that dies from here on leaves
+        # an attempt under way, which is never redialled at once.
+        if not await self.store.write(dialing, self.token):
+            self.held.pop(callback_id, None)
+            return None
+        self.held[callback_id] = dialing
+        try:
+            await self._send(originate.to_action())
+        except PbxError as exc:
+            log.warning("callback.originate_failed", callback_id=callback_id,
+                        agent_id=agent.id, reason=str(exc))
+            await self._after_attempt(dialing, Outcome.FAILED, now, dial_status="ORIGINATE")
+            return None
+        log.info("callback.dialing", callback_id=callback_id, agent_id=agent.id,
+                 attempt=attempt, channel_id=channel_id, number=callback.number)
+        return channel_id
+
+    async def _on_result(self, result: DetachedResult) -> None:
+        callback_id = result.task_id.removeprefix("cb-")
+        callback = self.held.get(callback_id)
+        if callback is None:
+            return
+        outcome = Outcome.of_dial_status(result.dial_status) if result.dial_status \
+            else Outcome.FAILED
+        await self._after_attempt(callback, outcome, result.at,
+                                  dial_status=result.dial_status)
+
+    # -- outcomes ------------------------------------------------------------------
+
+    async def _after_attempt(self, callback: Callback, outcome: Outcome, now: float, *,
+                             dial_status: str = "") -> None:
+        attempts = list(callback.attempts)
+        if attempts and attempts[-1].outcome is None:
+            attempts[-1] = attempts[-1].model_copy(
+                update={"outcome": outcome, "dial_status": dial_status})
+        callback = callback.model_copy(update={"attempts": attempts})
+        log.info("callback.attempt", callback_id=callback.id, attempt=len(attempts),
+                 outcome=outcome.value, dial_status=dial_status)
+        if outcome is Outcome.ANSWERED:
+            await self._finish(callback, Status.COMPLETED, outcome)
+        elif outcome is Outcome.INVALID_NUMBER or len(attempts) >= self.settings.max_attempts:
+            await self._finish(callback, Status.FAILED, outcome)
+        else:
+            backoff = self.settings.retry_backoff_seconds
+            delay = backoff[min(len(attempts), len(backoff)) - 1] if attempts else backoff[0]
+            retry = callback.model_copy(update={"status": Status.RETRY,
+                                                "due_at": now + delay,
+                                                "expected_at": now + delay})
+            self.held.pop(callback.id, None)
+            if await self.store.settle(retry, self.token, now + delay):
+                log.info("callback.retry", callback_id=callback.id, in_s=delay)
+
+    async def _finish(self, callback: Callback, status: Status,
+                      outcome: Outcome | None) -> None:
+        final = callback.model_copy(update={"status": status, "outcome": outcome})
+        self.held.pop(callback.id, None)
+        if await self.store.settle(final, self.token, None):
+            log.info("callback.final", callback_id=callback.id, status=status.value,
+                     outcome=outcome.value if outcome else None,
+                     attempts=len(callback.attempts))
