@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cti import __version__
 from cti.config import ConfigError, load_settings
@@ -122,11 +123,81 @@ def _hash_password(args: argparse.Namespace) -> int:
     return 0
 
 
+
+def _customers_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="customers_action", metavar="ACTION", required=True)
+    load = actions.add_parser("import", help="load customers from CSV or JSON lines",
+                              description="Load customers from CSV or JSON lines into Redis "
+                              "(CTI_REDIS_URL); each rejected row is reported with its row, "
+                              "field and reason, and writes nothing.")
+    load.add_argument("file", type=Path, metavar="FILE")
+    load.add_argument("--config", type=Path, metavar="FILE",
+                      help="TOML settings file (CTI_* variables override it)")
+    load.add_argument("--format", choices=("csv", "jsonl"), default=None,
+                      help="the file's format (default: from its suffix or first byte)")
+
+
+def _customers(args: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415
+
+    from cti.customers import CustomerStore, ImportRefused, import_file  # noqa: PLC0415
+    from cti.store.connection import open_store  # noqa: PLC0415
+
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        for key, reason in exc.problems:
+            print(f"{key}: {reason}", file=sys.stderr)
+        return 2
+    if settings.redis.url is None:
+        print("redis.url: not set; point CTI_REDIS_URL at the Redis to import into",
+              file=sys.stderr)
+        return 2
+    bar = sys.stderr.isatty()
+
+    def progress(p: Any) -> None:
+        if bar:
+            share = p.bytes_read / p.total_bytes if p.total_bytes else 1.0
+            filled = int(share * 30)
+            print(f"\r[{'#' * filled}{'.' * (30 - filled)}] {share:4.0%} {p.rows} rows, "
+                  f"{p.imported} imported, {p.rejected} rejected", end="", file=sys.stderr,
+                  flush=True)
+
+    def report(row: Any) -> None:
+        print(("\n" if bar else "") + str(row), file=sys.stderr)
+
+    async def run() -> Any:
+        store = await open_store(settings.redis.url.get_secret_value()
+                                 if settings.redis.url else None)
+        try:
+            customers = CustomerStore(store.redis, region=settings.numbers.default_region)
+            return await import_file(args.file, customers,
+                                     region=settings.numbers.default_region, report=report,
+                                     progress=progress, every=500, file_format=args.format)
+        finally:
+            await store.close()
+
+    try:
+        summary = asyncio.run(run())
+    except ImportRefused as exc:
+        print(f"\n{args.file}: {exc}" if bar else f"{args.file}: {exc}", file=sys.stderr)
+        return 2
+    if bar:
+        print(file=sys.stderr)
+    print(f"{summary.read} rows read, {summary.imported} imported, "
+          f"{summary.rejected} rejected")
+    return 0 if summary.rejected == 0 else 1
+
 SUBCOMMANDS: dict[str, Subcommand] = {
     "hash-password": Subcommand(
         help="print the password_hash of a password, for the center file",
         arguments=_hash_password_arguments,
         run=_hash_password,
+    ),
+    "customers": Subcommand(
+        help="customer directory: `cti customers import FILE` (CSV or JSON lines)",
+        arguments=_customers_arguments,
+        run=_customers,
     ),
     "serve": Subcommand(
         help="run the server: AMI link, routing, FastAGI, HTTP (until SIGTERM)",

@@ -18,9 +18,12 @@ import random
 import secrets
 import socket
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import structlog
+import yaml
 
 from cti.app import Server
 from cti.center import Center, center_from
@@ -37,6 +40,10 @@ log = structlog.get_logger(__name__)
 SUPPORT_DID = "0140000001"
 SALES_DID = "0140000002"
 SKILLS = ("support", "sales", "billing")
+# What demo callers key in the main menu (dialplans/ivr/main.yaml), one
+# entry drawn per caller: 1 sales, 2 then 1 support, 3 accounts, nothing
+# (the menu's retries, then support).
+IVR_DIGITS = ("1", "1", "21", "21", "3", "")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -75,6 +82,17 @@ def demo_center(agents: int, seed: int, *, wrap_up: float = 3.0) -> Center:
                 "target": {"percent": 80, "seconds": 20}, "wrap_up_seconds": wrap_up,
                 "ring_timeout_seconds": 10,
                 "relaxation": [{"after": 15, "skill": "support", "any_level": True}],
+            },
+            "premium": {
+                # the IVR sends recognised VIPs here (dialplans/ivr/main.yaml)
+                "skills": {"support": 7}, "target": {"percent": 90, "seconds": 15},
+                "wrap_up_seconds": wrap_up, "ring_timeout_seconds": 10,
+                "relaxation": [{"after": 10, "skill": "support", "any_level": True}],
+            },
+            "accounts": {
+                "skills": {"billing": 4}, "wrap_up_seconds": wrap_up,
+                "ring_timeout_seconds": 10,
+                "relaxation": [{"after": 20, "overflow": "support"}],
             },
             "sales": {
                 "skills": {"sales": 5}, "numbers": [SALES_DID],
@@ -127,6 +145,33 @@ def _check(args: argparse.Namespace) -> list[str]:
 
 
 async def _run(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory(prefix="cti-demo-") as workdir:
+        return await _run_in(args, Path(workdir))
+
+
+def _open_all_day(source: Path, workdir: Path) -> Path | None:
+    """The IVR flows with every business-hours step open around the clock,
+    so the demo routes calls whatever the time of day; None when there are
+    no flows here (the calls then go to the default service)."""
+    if not source.is_dir():
+        log.warning("demo.no_ivr_flows", directory=str(source),
+                    consequence="callers go straight to the default service")
+        return None
+    target = workdir / "ivr"
+    target.mkdir()
+    always = {"weekly": {"mon-sun": ["00:00-24:00"]}, "holidays": []}
+    for path in sorted(source.glob("*.yaml")):
+        flow = yaml.safe_load(path.read_text(encoding="utf-8"))
+        for step in flow.get("steps", []) if isinstance(flow, dict) else []:
+            if isinstance(step, dict) and step.get("type") == "hours":
+                schedule = step.get("schedule") or {}
+                step["schedule"] = {**schedule, **always}
+        (target / path.name).write_text(yaml.safe_dump(flow, sort_keys=False),
+                                        encoding="utf-8")
+    return target
+
+
+async def _run_in(args: argparse.Namespace, workdir: Path) -> int:
     wrap_up = 3.0
     rate = args.calls_per_hour
     if rate is None:
@@ -137,11 +182,19 @@ async def _run(args: argparse.Namespace) -> int:
         args.agents, seed=args.seed, calls_per_hour=rate, vip_share=args.vip_share,
         vip_numbers=tuple(vip_numbers(customers)),
         standard_numbers=tuple(standard_numbers(customers)), talk_s=args.talk_seconds,
-        dids=(SUPPORT_DID, SALES_DID),
+        dids=(SUPPORT_DID, SALES_DID), digits=IVR_DIGITS,
     )
-    sim = await start_sim(SimSettings(port=0, secret=secret, seed=args.seed,
-                                      population=population))
     env = {key: value for key, value in os.environ.items() if key.startswith("CTI_")}
+    # The callers go through the server's IVR (dialplans/ivr/main.yaml) as
+    # [cti-inbound] of dialplans/cti.conf does on Asterisk.
+    agi_port = env.get("CTI_AGI_PORT") or str(_free_port())
+    env["CTI_AGI_PORT"] = agi_port
+    sim = await start_sim(SimSettings(port=0, secret=secret, seed=args.seed,
+                                      population=population, inbound_agi=True,
+                                      agi_url=f"agi://127.0.0.1:{agi_port}"))
+    flows = _open_all_day(Path(env.get("CTI_CENTER_FLOWS", "dialplans/ivr")), workdir)
+    if flows is not None:
+        env["CTI_CENTER_FLOWS"] = str(flows)
     env.update({"CTI_AMI_HOST": "127.0.0.1", "CTI_AMI_PORT": str(sim.port),
                 "CTI_AMI_SECRET": secret, "CTI_HTTP_PORT": str(args.port or _free_port()),
                 "CTI_AMI_PING_INTERVAL": "5"})
