@@ -15,11 +15,19 @@ client has received and parsed the pop. The baseline, in the same run, is
 a bare aiohttp websocket: server-side `send_str` of a message of the same
 size as the pops, to the client's parsed receive, `--baseline` times.
 
+The 1,000 desks run in a child process of their own by default (as
+browsers would: not on the server's event loop); both processes stamp
+times with `time.perf_counter()`, the system-wide monotonic clock on
+Linux, so the pop latency still spans the PBX event reaching the tracker
+to the pop parsed by the desk. `--same-loop` puts the desks back on the
+server's loop (the first version of this bench).
+
 Prints one JSON object: pop and baseline median and 99th percentile (ms),
 and their ratios (target: p99 ratio <= 2... see the README for what it
 covers).
 
     .venv/bin/python bench/pop_latency.py [--agents 1000] [--calls 200] [--gap 0.02]
+                                          [--same-loop]
 """
 
 from __future__ import annotations
@@ -147,27 +155,24 @@ async def _pops(args: argparse.Namespace, url: str | None) -> tuple[list[float],
     ami: AmiClient | None = None
     sockets: list[aiohttp.ClientWebSocketResponse] = []
     readers: list[asyncio.Task[None]] = []
+    http: aiohttp.ClientSession | None = None
+    child: _DesksProcess | None = None
     try:
         while server.link.state.value != "connected":
             await asyncio.sleep(0.05)
         base = f"http://127.0.0.1:{server.http_port}"
-        http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         now = time.time()
-
-        async def desk(agent_id: str) -> None:
-            ws = await http.ws_connect(f"{base}/ws/agent")
-            token = server.sessions.issue(agent_id, "agent", now, 1)
-            await ws.send_str(json.dumps({"v": 1, "type": "hello", "token": token}))
-            sockets.append(ws)
-            async for message in ws:
-                data = json.loads(message.data)
-                if data["type"] == "pop":
-                    received.setdefault(data["pop"]["call_id"], time.perf_counter())
-
-        for index in range(args.agents):
-            readers.append(asyncio.create_task(desk(str(1001 + index))))
-        while len(sockets) < args.agents:
-            await asyncio.sleep(0.05)
+        tokens = {str(1001 + index): server.sessions.issue(str(1001 + index), "agent", now, 1)
+                  for index in range(args.agents)}
+        if args.same_loop:
+            http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+            for token in tokens.values():
+                readers.append(asyncio.create_task(_desk(http, base, token, sockets,
+                                                         received)))
+            while len(sockets) < args.agents:
+                await asyncio.sleep(0.05)
+        else:
+            child = await _desks_process(base, list(tokens.values()), received)
         await asyncio.sleep(1.0)
         ami = await AmiClient.connect(sim.port)
         await ami.login(secret=SECRET)
@@ -185,9 +190,12 @@ async def _pops(args: argparse.Namespace, url: str | None) -> tuple[list[float],
         size = _pop_size(server)
         for ws in sockets:
             await ws.close()
-        await http.close()
+        if http is not None:
+            await http.close()
         return latencies, size
     finally:
+        if child is not None:
+            await child.stop()
         for task in readers:
             task.cancel()
         for task in readers:
@@ -198,6 +206,95 @@ async def _pops(args: argparse.Namespace, url: str | None) -> tuple[list[float],
         await server.stop()
         await sim.close()
         await store.close()
+
+
+async def _desk(http: aiohttp.ClientSession, base: str, token: str,
+                sockets: list[aiohttp.ClientWebSocketResponse],
+                received: dict[str, float]) -> None:
+    """One agent's desk: signs in, stamps each pop when parsed."""
+    ws = await http.ws_connect(f"{base}/ws/agent")
+    await ws.send_str(json.dumps({"v": 1, "type": "hello", "token": token}))
+    sockets.append(ws)
+    async for message in ws:
+        data = json.loads(message.data)
+        if data["type"] == "pop":
+            received.setdefault(data["pop"]["call_id"], time.perf_counter())
+
+
+class _DesksProcess:
+    """The desks in a child process (`--desks-for BASE`): tokens in on
+    stdin, "ready" once all are connected, then one line per pop received,
+    `<call id> <perf_counter>`; stdin closed ends it."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, received: dict[str, float]) -> None:
+        self.proc = proc
+        self.received = received
+        self.reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.proc.stdout is not None
+        async for line in self.proc.stdout:
+            call, _, at = line.decode().strip().partition(" ")
+            if at:
+                self.received.setdefault(call, float(at))
+
+    async def stop(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            await asyncio.wait_for(self.proc.wait(), 20)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+        self.reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.reader
+
+
+async def _desks_process(base: str, tokens: list[str],
+                         received: dict[str, float]) -> _DesksProcess:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--desks-for", base,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write((json.dumps(tokens) + "\n").encode())
+    await proc.stdin.drain()
+    line = await asyncio.wait_for(proc.stdout.readline(), 120)
+    if line.strip() != b"ready":
+        raise RuntimeError(f"desk process did not start: {line!r}")
+    return _DesksProcess(proc, received)
+
+
+async def _desks_child(base: str) -> None:
+    loop = asyncio.get_running_loop()
+    stdin = asyncio.StreamReader(limit=64 * 1024 * 1024)  # the tokens come as one line
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
+    tokens = json.loads(await stdin.readline())
+    sockets: list[aiohttp.ClientWebSocketResponse] = []
+
+    class Stamped(dict[str, float]):
+        def setdefault(self, key: str, default: float | None = None) -> float:
+            if key not in self:
+                assert default is not None
+                self[key] = default
+                sys.stdout.write(f"{key} {default!r}\n")
+                sys.stdout.flush()
+            return self[key]
+
+    received: dict[str, float] = Stamped()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        readers = [asyncio.create_task(_desk(http, base, token, sockets, received))
+                   for token in tokens]
+        while len(sockets) < len(tokens):
+            await asyncio.sleep(0.05)
+        sys.stdout.write("ready\n")
+        sys.stdout.flush()
+        await stdin.read()  # until the parent closes stdin
+        for ws in sockets:
+            await ws.close()
+        for task in readers:
+            task.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
 
 
 def _pop_size(server: Server) -> int:
@@ -254,7 +351,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "bench": "pop_latency", "agents_connected": args.agents, "calls": args.calls,
         "pops_received": len(pops), "store": "redis-server" if url else "in-process",
-        "pop_bytes": size,
+        "pop_bytes": size, "desks": "server's loop" if args.same_loop else "own process",
         "pop_ms": {"p50": round(p50, 3), "p99": round(p99, 3), "max": round(max(pops), 3)},
         "baseline_ms": {"p50": round(b50, 3), "p99": round(b99, 3)},
         "ratio": {"p50": round(p50 / b50, 2), "p99": round(p99 / b99, 2)},
@@ -268,7 +365,13 @@ if __name__ == "__main__":
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--gap", type=float, default=0.02, help="seconds between callers")
     parser.add_argument("--baseline", type=int, default=2000, help="baseline round trips")
+    parser.add_argument("--same-loop", action="store_true",
+                        help="run the desks on the server's event loop")
+    parser.add_argument("--desks-for", help=argparse.SUPPRESS)  # the child process
     parsed = parser.parse_args()
+    if parsed.desks_for:
+        asyncio.run(_desks_child(parsed.desks_for))
+        sys.exit(0)
     if not (1 <= parsed.agents <= 5000 and 1 <= parsed.calls <= parsed.agents
             and 1 <= parsed.baseline <= 100_000):
         parser.error("1 <= calls <= agents <= 5000, 1 <= baseline <= 100000")

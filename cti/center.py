@@ -19,6 +19,7 @@ given to an agent who lets a call ring out.
           - {after: 30, skill: support, level: 5}
           - {after: 60, skill: support, any_level: true}
           - {after: 120, overflow: sales}
+        escalation: support-l2     # where agents escalate these calls
     agents:
       - {id: "1001", name: Bob Martin, device: PJSIP/1001, skills: {support: 7}}
     vip_numbers: ["0140000099"]
@@ -115,10 +116,17 @@ class ServiceModel(_Model):
     priority_weight: Annotated[float, Field(ge=-3600, le=3600)] = 0.0
     sticky_seconds: Seconds = 0.0
     caller_id: Number | None = None
+    # The level-2 service an agent escalates this service's calls to.
+    escalation: Name | None = None
+
+
+# An agent id is the extension `cti-connect` is entered with (its `_X.`
+# pattern in dialplans/cti.conf): digits only.
+AgentId = Annotated[str, Field(pattern=r"^[0-9]{2,20}$")]
 
 
 class AgentModel(_Model):
-    id: Name
+    id: AgentId
     name: Annotated[str, Field(min_length=1, max_length=80)]
     device: Annotated[str, Field(min_length=3, max_length=80)]
     skills: dict[Name, Level] = Field(default_factory=dict)
@@ -185,6 +193,13 @@ class CenterModel(_Model):
     def _consistent(self) -> CenterModel:
         if self.default_service is not None and self.default_service not in self.services:
             raise ValueError(f"default_service {self.default_service!r} is not a service")
+        for name, service in self.services.items():
+            if service.escalation is not None and service.escalation not in self.services:
+                raise ValueError(f"services.{name}.escalation: {service.escalation!r}"
+                                 " is not a service")
+            if service.escalation == name:
+                raise ValueError(f"services.{name}.escalation: a service cannot escalate"
+                                 " to itself")
         seen: set[str] = set()
         for person_id in [*(a.id for a in self.agents), *(s.id for s in self.supervisors)]:
             if person_id in seen:
@@ -217,6 +232,8 @@ class Center:
     # id -> (role, password hash) of everyone who may log in with a password
     credentials: Mapping[str, tuple[Role, str]] = field(default_factory=dict)
     supervisors: Mapping[str, Person] = field(default_factory=dict)
+    # service -> the service its calls are escalated to (level 2)
+    escalations: Mapping[str, str] = field(default_factory=dict)
 
     def service_for(self, requested: str | None, did: str | None) -> str:
         """The service of a new call: the one the IVR or dialplan named if
@@ -295,4 +312,6 @@ def _build(model: CenterModel) -> Center:
                if s.password_hash},
         },
         supervisors={s.id: Person(s.id, s.name, s.device) for s in model.supervisors},
+        escalations={name: spec.escalation for name, spec in model.services.items()
+                     if spec.escalation is not None},
     )

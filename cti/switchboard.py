@@ -20,18 +20,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import structlog
 
-from cti.calls.model import Call, CallEnded, CallState, CallStateChanged
+from cti.calls.model import Call, CallEnded, CallStarted, CallState, CallStateChanged
 from cti.calls.tracker import DialplanContexts, Tracker
 from cti.center import Center
 from cti.pbx import events as ev
 from cti.pbx.actions import AmiAction
 from cti.pbx.commands import Redirect, Setvar
 from cti.pbx.errors import PbxError
-from cti.routing import Agent, AgentState, Assignment, IllegalTransition, RoutingIndex, Task
+from cti.routing import (
+    Agent,
+    AgentState,
+    Assignment,
+    IllegalTransition,
+    NotAgentsCall,
+    RoutingIndex,
+    Task,
+    TransferFailed,
+    UnknownCall,
+    UnknownService,
+)
 from cti.store.reservations import Reservations
 
 log = structlog.get_logger(__name__)
@@ -129,6 +140,9 @@ class Switchboard:
         self._following: dict[str, str] = {}      # originated call id -> detached task id
         self._dialled: dict[str, str] = {}        # followed call id -> customer dial status
         self._pending_pause: dict[str, str] = {}
+        # call id -> the caller's directory lookup, started when the call
+        # came in so that it is done by the time the caller waits
+        self._lookups: dict[str, asyncio.Task[tuple[str | None, bool]]] = {}
         self._jobs: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -181,8 +195,6 @@ class Switchboard:
         """Move a waiting task to another priority class (a supervisor's
         decision); it keeps its enqueue time, and is routed at once if an
         agent is free for it."""
-        from dataclasses import replace  # noqa: PLC0415 (shared file: imports left alone)
-
         task = self.index.task(task_id)
         if task is None:
             raise KeyError(f"no waiting task {task_id!r}")
@@ -198,6 +210,74 @@ class Switchboard:
         self._run(self.index.assign_for_task(task_id, now), now)
         self._arm(now)
         return changed
+
+    # -- transfers and escalations --------------------------------------------------
+
+    def check_transfer(self, call_id: str, service: str, *, by_agent: str) -> None:
+        """Raise why `by_agent` cannot send this call to `service` now:
+        UnknownCall, NotAgentsCall (not talking with them), UnknownService."""
+        if call_id not in self.tasks or call_id in self._detached \
+                or call_id not in self.tracker.calls:
+            raise UnknownCall(call_id)
+        holder = self.offers.get(call_id)
+        agent = self.agents.get(by_agent)
+        if holder != by_agent or agent is None or agent.state is not AgentState.ON_CALL:
+            raise NotAgentsCall(call_id, by_agent, holder)
+        if service not in self.center.policy.services:
+            raise UnknownService(service)
+
+    async def transfer_to_service(self, call_id: str, service: str, *, by_agent: str,
+                                  note: str | None = None) -> None:
+        """Send a caller talking with `by_agent` to another service (an
+        escalation is a transfer to the service's `escalation`). The caller
+        is redirected to the waiting context, which hangs up the agent's
+        leg; the agent's call ends as usual (wrap-up for their service) but
+        the call lives on; the task waits again for the new service with its
+        original enqueue time and VIP class. Raises as `check_transfer`, or
+        TransferFailed when the PBX would not move the caller (nothing
+        changed then). `note` is logged; the desk keeps notes for the pop."""
+        self.check_transfer(call_id, service, by_agent=by_agent)
+        call = self.tracker.calls[call_id]
+        channel = self._customer_channel(call)
+        if channel is None:
+            raise UnknownCall(call_id)
+        # The PBX first: if the Redirect fails the caller is still with the
+        # agent, and nothing here must have changed.
+        try:
+            await self._send(Redirect(channel, self.contexts.wait, "s").to_action())
+        except PbxError as exc:
+            log.warning("routing.transfer_failed", call_id=call_id, agent_id=by_agent,
+                        service=service, reason=str(exc))
+            raise TransferFailed(call_id, str(exc)) from exc
+        info = self.tasks.get(call_id)
+        if info is None or self.offers.get(call_id) != by_agent:
+            return  # the call ended (or moved) while the Redirect was on its way
+        now = self._clock()
+        # The offer is cleared before the task waits again: from here the
+        # caller's WAITING change requeues it (`_on_waiting`).
+        del self.offers[call_id]
+        self._agent_task.pop(by_agent, None)
+        self._spawn(self._give_back(by_agent, call_id))
+        agent = self.agents[by_agent]
+        if agent.state is AgentState.ON_CALL:
+            agent = agent.end_call(now)
+            pending = self._pending_pause.pop(by_agent, None)
+            if pending is not None:
+                agent = agent.pause(now, pending)
+            self._put(agent)
+        task = info.task
+        sticky = None if task.preferred_agent == by_agent else task.preferred_agent
+        task = replace(task, service=service, preferred_agent=sticky)
+        self.tasks[call_id] = TaskInfo(task, info.vip, info.customer)
+        log.info("routing.transferred", call_id=call_id, agent_id=by_agent,
+                 service_from=info.task.service, service=service, vip=info.vip,
+                 with_note=bool(note))
+        if call.state is CallState.WAITING:
+            # The caller reached cti-wait during the Redirect: that WAITING
+            # change was ignored while the offer stood; requeue now.
+            self.index.put_task(task)
+            self._run(self.index.assign_for_task(call_id, now), now)
+        self._after_agent(agent, now)
 
     def _agent(self, agent_id: str) -> Agent:
         agent = self.agents.get(agent_id)
@@ -253,6 +333,8 @@ class Switchboard:
         if self._following:
             self._follow_detached(event, changes)
         for change in changes:
+            if isinstance(change, CallStarted | CallStateChanged):
+                self._look_up_early(change.call)
             if isinstance(change, CallStateChanged):
                 await self._on_call_state(change)
             elif isinstance(change, CallEnded):
@@ -292,12 +374,27 @@ class Switchboard:
         self._run(self.index.assign_for_task(info.task.id, now), now)
         self._arm(now)
 
+    def _look_up_early(self, call_id: str) -> None:
+        """Start the caller's directory lookup as soon as the number is
+        known (the IVR runs meanwhile), not when the caller starts waiting:
+        the task is queued, and the pop built, without waiting on Redis."""
+        if self._vip_lookup is None or call_id in self._lookups or call_id in self.tasks \
+                or not self._accepting:
+            return
+        call = self.tracker.calls.get(call_id)
+        if call is None or not call.caller_number or call.state not in (
+                CallState.RINGING, CallState.IN_IVR):
+            return
+        self._lookups[call_id] = asyncio.ensure_future(self._vip_lookup(call.caller_number))
+
     async def _new_task(self, call: Call, at: float) -> TaskInfo:
         number = call.caller_number or ""
         customer, vip = (None, False)
+        early = self._lookups.pop(call.id, None)
         if self._vip_lookup is not None and number:
             try:
-                customer, vip = await self._vip_lookup(number)
+                customer, vip = await (early if early is not None
+                                       else self._vip_lookup(number))
             except Exception:  # a directory outage must not lose the call
                 log.exception("routing.customer_lookup_failed", call_id=call.id)
         requested = call.service or call.variables.get("CTI_SERVICE")
@@ -354,6 +451,11 @@ class Switchboard:
 
     def _on_call_ended(self, change: CallEnded) -> None:
         call_id = change.record.call
+        early = self._lookups.pop(call_id, None)
+        if early is not None:
+            early.cancel()
+            if early.done() and not early.cancelled():
+                early.exception()  # retrieved: the caller is gone, nobody needs it
         info = self.tasks.pop(call_id, None)
         self.index.remove_task(call_id)
         agent_id = self.offers.pop(call_id, None)
@@ -674,8 +776,12 @@ class Switchboard:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._jobs:
-            await asyncio.gather(*self._jobs, return_exceptions=True)
+        lookups = list(self._lookups.values())
+        self._lookups.clear()
+        for lookup in lookups:
+            lookup.cancel()
+        if self._jobs or lookups:
+            await asyncio.gather(*self._jobs, *lookups, return_exceptions=True)
 
     def start(self) -> None:
         """Log in the agents configured to be logged in at start."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,15 +33,21 @@ VIP_NUMBER = "+33612345678"
 STATIC_TOKEN = "kiosk-token-0123456789abcdef"
 
 
-def desk_center(agents: list[tuple[str, str]], *, password_hash: str) -> Center:
+def desk_center(agents: list[tuple[str, str]], *, password_hash: str,
+                skills: Mapping[str, dict[str, int]] | None = None) -> Center:
+    """Level 1 `support` escalates to `support-l2` (skill `level2`); every
+    agent has `support: 9` unless `skills` says otherwise."""
+    skills = skills or {}
     return center_from({
         "services": {
             "support": {"skills": {"support": 1}, "numbers": ["0140000001"],
-                        "wrap_up_seconds": 30, "ring_timeout_seconds": 10},
-            "support-l2": {"skills": {"support": 8}, "wrap_up_seconds": 30},
+                        "wrap_up_seconds": 30, "ring_timeout_seconds": 10,
+                        "escalation": "support-l2"},
+            "support-l2": {"skills": {"level2": 1}, "wrap_up_seconds": 30},
         },
         "agents": [{"id": agent_id, "name": name, "device": f"Local/{agent_id}@sim-agent",
-                    "skills": {"support": 9}, "password_hash": password_hash}
+                    "skills": skills.get(agent_id, {"support": 9}),
+                    "password_hash": password_hash}
                    for agent_id, name in agents],
         "pause_reasons": ["break", "lunch"],
     }, "desk test center")
@@ -78,8 +84,8 @@ class Rig:
 
 
 @asynccontextmanager
-async def rig(tmp: Path, agents: list[tuple[str, str]], *,
-              speed: float = 1.0) -> AsyncIterator[Rig]:
+async def rig(tmp: Path, agents: list[tuple[str, str]], *, speed: float = 1.0,
+              skills: Mapping[str, dict[str, int]] | None = None) -> AsyncIterator[Rig]:
     sim = await start_sim(port=0, secret=SECRET, speed=speed)
     store = await open_store(None)
     env = {"CTI_AMI_HOST": "127.0.0.1", "CTI_AMI_PORT": str(sim.port),
@@ -89,7 +95,7 @@ async def rig(tmp: Path, agents: list[tuple[str, str]], *,
            "CTI_HTTP_AGENT_TOKENS": f"{agents[0][0]}:{STATIC_TOKEN}"}
     (tmp / "flows").mkdir(exist_ok=True)
     settings = load_settings(None, env)
-    center = desk_center(agents, password_hash=hash_password(PASSWORD))
+    center = desk_center(agents, password_hash=hash_password(PASSWORD), skills=skills)
     server = Server(settings, center, store, vip_lookup=await customer_vip_lookup(store))
     ami: AmiClient | None = None
     try:

@@ -197,7 +197,7 @@ class Tracker:
                 call.wait_started_at = event.at
             call.ringing_agent = None
             self._set_state(call, CallState.WAITING, event.at, changes)
-        elif context == contexts.connect and call.bridged_at is None:
+        elif context == contexts.connect and _being_routed(call):
             call.ringing_agent = event.channel.exten
             self._set_state(call, CallState.CONNECTING, event.at, changes)
 
@@ -273,7 +273,7 @@ class Tracker:
         call = self.calls[caller.call]
         if caller.uniqueid == call.agent_leg and call.customer is None:
             call.customer = dest.uniqueid
-        elif caller.uniqueid == call.customer and call.bridged_at is None:
+        elif caller.uniqueid == call.customer and _being_routed(call):
             call.ringing_agent = interface_of(dest.name)
             self._set_state(call, CallState.CONNECTING, event.at, changes)
 
@@ -285,7 +285,7 @@ class Tracker:
         if event.caller is None and dest.uniqueid == call.origin and event.status != "ANSWER":
             call.originate_failed = True
         if event.caller is not None and event.caller.uniqueid == call.customer \
-                and event.status != "ANSWER" and call.bridged_at is None:
+                and event.status != "ANSWER" and _being_routed(call):
             call.ringing_agent = None
 
     def _on_bridge_enter(self, event: ev.BridgeEntered, changes: list[CallChange]) -> None:
@@ -511,6 +511,14 @@ class Tracker:
         if uniqueid == call.customer:
             return not soft
         return soft
+
+
+def _being_routed(call: Call) -> bool:
+    """The caller is not with an agent: never bridged yet, or bridged before
+    and sent back to the waiting context by the server (a transfer to a
+    service), where it is offered again. A caller moved straight from one
+    agent to another (blind or attended transfer) stays TALKING."""
+    return call.bridged_at is None or call.state in (CallState.WAITING, CallState.CONNECTING)
 
 
 _Handler = Callable[[Tracker, Any, list[CallChange]], None]

@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 import structlog
 from pydantic import ValidationError
 
-from cti.customers.models import Customer
+from cti.customers.models import Contact, Customer, is_customer_id
 from cti.customers.store import CustomerStore
 from cti.desk.protocol import ContactView, CustomerView, IvrView, NoteView, PopView
 
@@ -61,14 +61,33 @@ class PopBuilder:
         self._history = history
 
     async def build(self, offer: Offer) -> PopView:
+        # One round trip in the common case: the IVR outcome, the notes, and
+        # the record and history of the customer the switchboard already
+        # found by the caller's number, pipelined. Only an IVR that names
+        # another customer costs more reads.
+        known = offer.customer_id if offer.customer_id and is_customer_id(
+            offer.customer_id) else None
+        keys = self._customers.keys
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.get(ivr_key(offer.call_id))
             pipe.lrange(notes_key(offer.call_id), 0, MAX_NOTES - 1)
-            raw_ivr, raw_notes = await pipe.execute()
+            if known is not None:
+                pipe.hget(keys.record(known), "record")
+                pipe.lrange(keys.contacts(known), 0, self._history - 1)
+            replies = await pipe.execute()
+        raw_ivr, raw_notes = replies[0], replies[1]
         ivr = _ivr(offer.call_id, raw_ivr)
-        customer, identified_by = await self._identify(offer, ivr)
-        history = [] if customer is None else await self._customers.history(
-            customer.id, self._history)
+        prefetched: tuple[Customer, list[Contact]] | None = None
+        if known is not None and replies[2] is not None:
+            prefetched = (Customer.model_validate_json(replies[2]),
+                          [Contact.model_validate_json(entry) for entry in replies[3]])
+        customer, identified_by = await self._identify(offer, ivr, prefetched)
+        if customer is None:
+            history: list[Contact] = []
+        elif prefetched is not None and prefetched[0].id == customer.id:
+            history = prefetched[1]
+        else:
+            history = await self._customers.history(customer.id, self._history)
         return PopView(
             call_id=offer.call_id, caller_number=offer.caller_number,
             caller_name=offer.caller_name, identified_by=identified_by,
@@ -80,17 +99,18 @@ class PopBuilder:
             previous_notes=_notes(offer.call_id, raw_notes),
         )
 
-    async def _identify(self, offer: Offer, ivr: IvrView | None) -> tuple[
+    async def _identify(self, offer: Offer, ivr: IvrView | None,
+                        prefetched: tuple[Customer, list[Contact]] | None) -> tuple[
             Customer | None, Literal["ivr", "account", "phone", "unknown"]]:
         if ivr is not None and ivr.customer_id:
+            if prefetched is not None and prefetched[0].id == ivr.customer_id:
+                return prefetched[0], "ivr"
             customer = await self._customers.get(ivr.customer_id)
             if customer is not None:
                 return customer, "ivr"
-        if offer.customer_id:
-            customer = await self._customers.get(offer.customer_id)
-            if customer is not None:
-                return customer, "phone"
-        if offer.caller_number:
+        if prefetched is not None:
+            return prefetched[0], "phone"
+        if offer.caller_number and prefetched is None:
             customer = await self._customers.by_phone(offer.caller_number)
             if customer is not None:
                 return customer, "phone"
@@ -104,6 +124,10 @@ class PopBuilder:
             pipe.ltrim(key, -MAX_NOTES, -1)
             pipe.expire(key, NOTES_TTL_S)
             await pipe.execute()
+
+    async def remove_note(self, call_id: str, note: NoteView) -> None:
+        """Take back a note whose transfer did not happen."""
+        await self._redis.lrem(notes_key(call_id), -1, note.model_dump_json())
 
 
 def _customer_view(customer: Customer) -> CustomerView:

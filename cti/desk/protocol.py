@@ -84,8 +84,8 @@ class Transfer(_Command):
 
 
 class Escalate(_Command):
-    """Transfer to the level-2 service of the call's service
-    (`<service>-l2`, or the center's `escalation` mapping)."""
+    """Transfer to the level-2 service of the call's service: its
+    `escalation` in the center file."""
 
     type: Literal["escalate"]
     call_id: CallId

@@ -42,7 +42,7 @@ from cti.desk.protocol import (
     StateMessage,
     Transfer,
 )
-from cti.routing import Agent, AgentState, IllegalTransition
+from cti.routing import Agent, AgentState, IllegalTransition, TransferRefused, UnknownService
 from cti.switchboard import AgentChanged, CallFinished, Switchboard, SwitchboardEvent, TaskOffered
 
 log = structlog.get_logger(__name__)
@@ -334,23 +334,40 @@ class DeskService:
         if (last is None or last.call_id != command.call_id or last.ended
                 or agent.state is not AgentState.ON_CALL):
             raise DeskRefusal("not_allowed", f"call {command.call_id} is not your current call")
-        target = f"{last.service}-l2" if isinstance(command, Escalate) else command.service
-        if target not in self.center.policy.services:
-            raise DeskRefusal("unknown_service", f"no service {target!r} to transfer to")
-        if target == last.service and isinstance(command, Escalate):
-            raise DeskRefusal("not_allowed", "already at level 2")
-        transfer = getattr(self.switchboard, "transfer_to_service", None)
-        if transfer is None:
-            raise DeskRefusal("not_supported", "transfers are not available on this server")
+        if isinstance(command, Escalate):
+            target = self.center.escalations.get(last.service)
+            if target is None:
+                raise DeskRefusal("no_escalation",
+                                  f"service {last.service!r} has no level-2 service")
+        else:
+            target = command.service
+        try:
+            self.switchboard.check_transfer(command.call_id, target, by_agent=agent_id)
+        except (TransferRefused, UnknownService) as exc:
+            raise _refusal(exc) from None
+        # The note is with the call before the caller can be offered again,
+        # so the next agent's pop has it.
         note = NoteView(at=self._now(), agent_id=agent_id, agent_name=self.name_of(agent_id),
                         service=last.service, notes=command.notes)
         await self.pops.add_note(command.call_id, note)
-        await transfer(command.call_id, target, command.notes, agent_id)
+        try:
+            await self.switchboard.transfer_to_service(command.call_id, target,
+                                                       by_agent=agent_id, note=command.notes)
+        except (TransferRefused, UnknownService) as exc:
+            await self.pops.remove_note(command.call_id, note)
+            raise _refusal(exc) from None
         last.ended = True
         last.talk_s = max(0.0, self._now() - last.connected_at)
         desk.offer = None
         if desk.pop is not None and desk.pop.call_id == command.call_id:
             desk.pop = desk.pop.model_copy(update={"progress": "ended"})
         self.hub.publish(agent_id, CallProgress(call_id=command.call_id, progress="ended"))
-        log.info("desk.transferred", agent_id=agent_id, call_id=command.call_id, service=target)
+        log.info("desk.transferred", agent_id=agent_id, call_id=command.call_id, service=target,
+                 escalation=isinstance(command, Escalate))
         return {"call_id": command.call_id, "service": target}
+
+
+def _refusal(exc: TransferRefused | UnknownService) -> DeskRefusal:
+    """A routing refusal in the desk's codes (README, "Agent desk protocol")."""
+    code = {"not_your_call": "not_allowed"}.get(exc.code, exc.code)
+    return DeskRefusal(code, str(exc))

@@ -51,3 +51,40 @@ class UnknownPriorityClass(RoutingError):
     def __init__(self, name: str) -> None:
         self.name = name
         super().__init__(f"no priority class named {name!r} in the routing policy")
+
+
+class TransferRefused(RoutingError):
+    """A transfer that cannot be done; nothing changed."""
+
+    code = "transfer_refused"
+
+
+class UnknownCall(TransferRefused):
+    code = "unknown_call"
+
+    def __init__(self, call: str) -> None:
+        self.call = call
+        super().__init__(f"no live routed call {call!r}")
+
+
+class NotAgentsCall(TransferRefused):
+    code = "not_your_call"
+
+    def __init__(self, call: str, agent: str, holder: str | None) -> None:
+        self.call = call
+        self.agent = agent
+        self.holder = holder
+        talking = "nobody" if holder is None else f"agent {holder}"
+        super().__init__(f"call {call!r} is not talking with agent {agent} ({talking} is)")
+
+
+class TransferFailed(TransferRefused):
+    """The PBX did not move the caller (the Redirect failed): the caller
+    stays with the agent, nothing changed."""
+
+    code = "transfer_failed"
+
+    def __init__(self, call: str, reason: str) -> None:
+        self.call = call
+        self.reason = reason
+        super().__init__(f"call {call!r}: the Redirect to the waiting context failed: {reason}")
