@@ -47,6 +47,7 @@ from cti.web import health
 log = structlog.get_logger(__name__)
 
 Clock = Callable[[], float]
+_FEATURE_STOP_S = 10.0
 
 
 @dataclass
@@ -159,10 +160,16 @@ class Server:
         log.info("server.stopping")
         await self.switchboard.drain()
         for feature in reversed(self.features):
-            try:
-                await feature.stop()
-            except Exception:
-                log.exception("server.feature_stop_failed", feature=type(feature).__name__)
+            # A feature that does not stop in time is left behind, logged:
+            # shutdown must not hang on it.
+            stopping = asyncio.ensure_future(feature.stop())
+            done, _ = await asyncio.wait({stopping}, timeout=_FEATURE_STOP_S)
+            if not done:
+                log.error("server.feature_stop_timeout", feature=type(feature).__name__,
+                          timeout_s=_FEATURE_STOP_S)
+            elif not stopping.cancelled() and stopping.exception() is not None:
+                log.error("server.feature_stop_failed", feature=type(feature).__name__,
+                          exc_info=stopping.exception())
         if self._linking is not None:
             self._linking.cancel()
             with contextlib.suppress(asyncio.CancelledError):

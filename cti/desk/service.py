@@ -79,12 +79,24 @@ class _Desk:
     state: AgentState | None = None
 
 
+# Store writes (history, dispositions) a burst of ended calls may start at
+# once: at most this many run together, the rest wait their turn.
+_JOBS_AT_ONCE = 32
+
+
 @dataclass(slots=True)
 class _Jobs:
     running: set[asyncio.Task[None]] = field(default_factory=set)
+    limit: asyncio.Semaphore | None = None
+
+    async def _limited(self, job: Awaitable[None]) -> None:
+        if self.limit is None:
+            self.limit = asyncio.Semaphore(_JOBS_AT_ONCE)
+        async with self.limit:
+            await job
 
     def spawn(self, job: Awaitable[None], name: str) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(job)
+        task: asyncio.Task[None] = asyncio.ensure_future(self._limited(job))
         task.set_name(name)
         self.running.add(task)
         task.add_done_callback(self._done)

@@ -62,6 +62,11 @@ class SupervisorHub:
         self.updates = 0
 
     def mark_dirty(self) -> None:
+        if not self._sockets:
+            # Nobody watches: no rebuild every update period (it costs the
+            # routing loop); the next supervisor gets a board built afresh.
+            self._board = None
+            return
         if self._timer is None:
             loop = asyncio.get_running_loop()
             self._timer = loop.call_later(self._update, self._flush)
