@@ -9,9 +9,9 @@ Each event keeps only the fields that say what happened (ids, times and
 addresses aside).
 
 What is left out, and why:
-- `QueueMemberStatus` and `DeviceStateChange` of `Queue:*` devices: they
-  come from app_queue, which the simulator does not run (queues are
-  reported empty).
+- `QueueMemberStatus` and `DeviceStateChange` of `Queue:*` devices: app_queue
+  derives them from device states in its own thread, so their number and
+  place vary between runs like the Local device states below.
 - `DeviceStateChange` is compared per device by its final state only:
   Asterisk evaluates Local device states in its devstate thread after the
   fact, so their number and intermediate values vary between runs of the
@@ -35,6 +35,10 @@ _AGI_URL = re.compile(r"agi://[^/]+/")
 TIMING_VARS = {
     "ANSWEREDTIME", "ANSWEREDTIME_MS", "DIALEDTIME", "DIALEDTIME_MS",
     "RINGTIME", "RINGTIME_MS", "PROGRESSTIME", "PROGRESSTIME_MS",
+    # app_queue: hold/talk durations and their averages, the epoch of a
+    # member's last call
+    "QEHOLDTIME", "QUEUEWAIT", "QUEUEWAIT_MS", "QUEUEHOLDTIME", "QUEUETALKTIME",
+    "MEMBERLASTCALL",
 }
 SESSION_EVENTS = {"FullyBooted", "SuccessfulAuth", "InvalidPassword", "RequestNotAllowed",
                   "RequestBadFormat", "Shutdown"}
@@ -67,11 +71,31 @@ FIELDS = {
     "AGIExecEnd": ("Command", "ResultCode", "Result"),
     "ChanSpyStart": ("SpyeeChannel",),
     "ChanSpyStop": ("SpyeeChannel",),
+    # attended transfer (recording 06b)
+    "Hold": (),
+    "BridgeMerge": (),
+    "AttendedTransfer": ("Result", "OrigTransfererChannel", "SecondTransfererChannel",
+                         "TransfereeChannel", "TransferTargetChannel", "IsExternal",
+                         "DestType"),
     "FullyBooted": ("Status",),
     "SuccessfulAuth": ("AccountID",),
     "InvalidPassword": ("AccountID",),
     "RequestNotAllowed": ("RequestType",),
     "RequestBadFormat": ("RequestType",),
+    # app_queue (recordings 04, 05); durations (HoldTime, TalkTime, RingTime)
+    # are left out like the Dial timing variables
+    "QueueCallerJoin": ("Queue", "Position", "Count"),
+    "QueueCallerLeave": ("Queue", "Position", "Count"),
+    "QueueCallerAbandon": ("Queue", "Position", "OriginalPosition"),
+    "AgentCalled": ("DestChannel", "Queue", "Interface", "MemberName"),
+    "AgentRingNoAnswer": ("DestChannel", "Queue", "Interface", "MemberName"),
+    "AgentConnect": ("DestChannel", "Queue", "Interface", "MemberName"),
+    "AgentComplete": ("DestChannel", "Queue", "Interface", "MemberName", "Reason"),
+    "AgentDump": ("DestChannel", "Queue", "Interface", "MemberName"),
+    "QueueMemberAdded": ("Queue", "Interface", "MemberName", "Penalty", "Paused"),
+    "QueueMemberRemoved": ("Queue", "Interface", "MemberName"),
+    "QueueMemberPause": ("Queue", "Interface", "MemberName", "Paused", "PausedReason"),
+    "QueueMemberPenalty": ("Queue", "Interface", "Penalty"),
 }
 View = dict[str, list[tuple[str, ...]]]
 

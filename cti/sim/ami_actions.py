@@ -15,7 +15,11 @@ from cti.sim.ami_server import AmiServer, Session, respond
 from cti.sim.channels import Channel, Pairs
 from cti.sim.dial import OriginateRequest, OriginateResult, originate
 from cti.sim.runtime import Runtime
+from cti.sim.transfer import attended_transfer, transferee_of
 
+# app_agent_pool's agents (agents.conf of the recordings): never logged in,
+# so their `Agent:` devices read UNAVAILABLE (recording 09)
+AGENT_POOL = (("1001", "Bob Martin"), ("1002", "Carol Durand"))
 _CALLERID = re.compile(r'\s*"?([^"<]*?)"?\s*<([^>]*)>\s*\Z')
 VERSION = "Asterisk 22.10.1 built by cti-sim on a simulated PBX"
 
@@ -40,6 +44,7 @@ class Actions:
             "setvar": self.setvar,
             "getvar": self.getvar,
             "hangup": self.hangup,
+            "atxfer": self.atxfer,
             "userevent": self.user_event,
             "command": self.command,
             "status": self.status,
@@ -49,8 +54,8 @@ class Actions:
             "extensionstate": self.extension_state,
             "queuestatus": self._empty("Queue status will follow", "QueueStatusComplete"),
             "queuesummary": self._empty("Queue summary will follow", "QueueSummaryComplete"),
-            "bridgelist": self._empty("Bridge listing will follow", "BridgeListComplete"),
-            "agents": self._empty("Agents will follow", "AgentsComplete"),
+            "bridgelist": self.bridge_list,
+            "agents": self.agents,
         }
         server.actions.update(table)
 
@@ -154,6 +159,26 @@ class Actions:
         self.rt.switch.ami_hangup(chan, int(cause) if cause and cause.isdigit() else None)
         session.send(respond(msg, "Success", ("Message", "Channel Hungup")))
 
+    async def atxfer(self, session: Session, msg: AmiMessage) -> None:
+        """Atxfer: answered at once, the transfer then runs on its own
+        (cti.sim.transfer, recording 06b)."""
+        exten = msg.get("Exten") or ""
+        if not msg.get("Channel"):
+            session.send(respond(msg, "Error", ("Message", "No channel specified")))
+            return
+        if not exten:
+            session.send(respond(msg, "Error", ("Message", "No extension specified")))
+            return
+        chan = self._channel(session, msg)
+        if chan is None:
+            return
+        if transferee_of(chan) is None:
+            session.send(respond(msg, "Error", ("Message", "Atxfer failed")))
+            return
+        context = msg.get("Context") or chan.context
+        self.rt.spawn(attended_transfer(self.rt, chan, exten, context))
+        session.send(respond(msg, "Success", ("Message", "Atxfer successfully queued")))
+
     # ------------------------------------------------------------ originate
     async def originate(self, session: Session, msg: AmiMessage) -> None:
         channel = msg.get("Channel")
@@ -242,9 +267,9 @@ class Actions:
                             ("TimeToHangup", "0"), ("BridgeID", bridge),
                             ("Application", chan.application), ("Data", chan.app_data),
                             ("Nativeformats", "(slin)"), ("Readformat", "slin"),
-                            ("Readtrans", ""), ("Writeformat", "slin"), ("Writetrans", ""),
+                            ("Readtrans", ""), *_write_format(chan),
                             ("Callgroup", "0"), ("Pickupgroup", "0"),
-                            ("Seconds", str(int(time.monotonic() - chan.created)))]
+                            ("Seconds", str(self._age(chan)))]
             for var in wanted:
                 pairs.append(("Variable", f"{var}={chan.variables.get(var, '(null)')}"))
             session.send([*pairs, *self._aid(msg)])
@@ -254,7 +279,7 @@ class Actions:
         chans = list(self.rt.switch.channels.values())
         self._start(session, msg, "Channels will follow")
         for chan in chans:
-            seconds = int(time.monotonic() - chan.created)
+            seconds = self._age(chan)
             duration = f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
             session.send([("Event", "CoreShowChannel"), *self._aid(msg), *chan.fields(),
                           ("Application", chan.application),
@@ -262,14 +287,35 @@ class Actions:
                           ("BridgeId", chan.bridge.uniqueid if chan.bridge else "")])
         self._complete(session, msg, "CoreShowChannelsComplete", len(chans))
 
+    def _age(self, chan: Channel) -> int:
+        """Seconds of simulated time since the channel was created."""
+        return int((time.monotonic() - chan.created) * self.rt.speed)
+
     async def device_state_list(self, session: Session, msg: AmiMessage) -> None:
-        switch = self.rt.switch
-        devices = sorted(switch.devices())
+        # The device state cache: Local devices are not cached (core_local
+        # marks them not cachable), app_agent_pool's and app_queue's are
+        # (recording 09). Queue devices belong to app_queue's module.
+        # (the cache's order, as recorded: 1002 before 1001)
+        devices = [(f"Agent:{agent}", "UNAVAILABLE") for agent, _ in reversed(AGENT_POOL)]
         self._start(session, msg, "Device State Changes will follow")
-        for device in devices:
+        for device, state in devices:
             session.send([("Event", "DeviceStateChange"), *self._aid(msg), ("Device", device),
-                          ("State", switch.device_state(device))])
+                          ("State", state)])
         self._complete(session, msg, "DeviceStateListComplete", len(devices))
+
+    async def agents(self, session: Session, msg: AmiMessage) -> None:
+        self._start(session, msg, "Agents will follow")
+        for agent, name in AGENT_POOL:
+            session.send([("Event", "Agents"), ("Agent", agent), ("Name", name),
+                          ("Status", "AGENT_LOGGEDOFF"), *self._aid(msg)])
+        self._complete(session, msg, "AgentsComplete", len(AGENT_POOL))
+
+    async def bridge_list(self, session: Session, msg: AmiMessage) -> None:
+        bridges = list(self.rt.switch.bridges.values())
+        self._start(session, msg, "Bridge listing will follow")
+        for bridge in bridges:
+            session.send([("Event", "BridgeListItem"), *self._aid(msg), *bridge.fields()])
+        self._complete(session, msg, "BridgeListComplete", len(bridges))
 
     def _extension_pairs(self, exten: str) -> Pairs:
         switch = self.rt.switch
@@ -278,7 +324,7 @@ class Actions:
                 ("Status", str(status)), ("StatusText", "InUse" if status else "Idle")]
 
     async def extension_state_list(self, session: Session, msg: AmiMessage) -> None:
-        extens = list(self.rt.switch.hinted())
+        extens = sorted(self.rt.switch.hinted(), key=_hint_bucket)
         self._start(session, msg, "Extension Statuses will follow")
         for exten in extens:
             session.send([("Event", "ExtensionStatus"), *self._aid(msg),
@@ -292,6 +338,24 @@ class Actions:
             return
         session.send(respond(msg, "Success", ("Message", "Extension Status"),
                              *self._extension_pairs(exten)))
+
+
+def _hint_bucket(exten: str) -> tuple[int, str]:
+    """Asterisk lists hints in the order of its hint container's buckets:
+    ast_str_case_hash(exten) % 563 (recording 09: 1005 1006 1001 1002 1003)."""
+    value = 5381
+    for char in exten.lower():
+        value = ((value * 33) ^ ord(char)) & 0xFFFFFFFF
+    signed = value - (1 << 32) if value >= 1 << 31 else value
+    return abs(signed) % 563, exten
+
+
+def _write_format(chan: Channel) -> Pairs:
+    """Music on hold plays gsm files, transcoded to the channel's slin
+    (recording 09: the callers in MusicOnHold, and in Queue until bridged)."""
+    if chan.application == "MusicOnHold" or (chan.application == "Queue" and chan.bridge is None):
+        return [("Writeformat", "gsm"), ("Writetrans", "(gsm@8000)->(slin@8000)")]
+    return [("Writeformat", "slin"), ("Writetrans", "")]
 
 
 def _originate_response(

@@ -42,6 +42,13 @@ CAUSE_TEXT = {
 UNKNOWN = "<unknown>"
 
 
+def presentation(num: str) -> tuple[str, str]:
+    """The CID-CallingPres of a NewCallerid carrying `num`."""
+    if num == UNKNOWN:
+        return ("CID-CallingPres", "67 (Number Unavailable)")
+    return ("CID-CallingPres", "0 (Presentation Allowed, Not Screened)")
+
+
 @dataclass(eq=False)
 class Channel:
     name: str
@@ -73,6 +80,9 @@ class Channel:
     controls: deque[str] = field(default_factory=deque)
     dtmf: deque[str] = field(default_factory=deque)
     waiters: set[asyncio.Event] = field(default_factory=set)
+    # a caller id the Local ;1 passed on (connected line, cti.sim.transfer),
+    # reported by Asterisk only when this half hangs up
+    caller_update: tuple[str, str] | None = None
 
     def poke(self) -> None:
         """Wake whatever this channel's thread is waiting in."""
@@ -142,6 +152,7 @@ class Switch:
         self._next_local = 0
         self._next_bridge = 0
         self.channels: dict[str, Channel] = {}
+        self.bridges: dict[str, Bridge] = {}  # live ones, for BridgeList
         self.globals: dict[str, str] = {}
         self._hint_state: dict[str, int] = dict.fromkeys(hints, 0)
         # Indexes that keep a device change O(its own channels and hints):
@@ -305,12 +316,16 @@ class Switch:
         if partner is not None and partner.alive:
             self.request_hangup(partner, chan.hangupcause)
         cause = chan.hangupcause
+        if chan.caller_update is not None:
+            chan.cid_num, chan.cid_name = chan.caller_update
         self.emit(
             "Hangup",
             "call",
             [*chan.fields(), ("Cause", str(cause)),
              ("Cause-txt", CAUSE_TEXT.get(cause, "Unknown"))],
         )
+        if chan.caller_update is not None:
+            self.emit("NewCallerid", "call", [*chan.fields(), presentation(chan.cid_num)])
         chan.alive = False
         self.channels.pop(chan.name, None)
         on_device = self._on_device.get(chan.device)
@@ -324,6 +339,7 @@ class Switch:
     def bridge_create(self) -> Bridge:
         self._next_bridge += 1
         bridge = Bridge(f"{self._epoch:08x}-sim0-4000-8000-{self._next_bridge:012x}")
+        self.bridges[bridge.uniqueid] = bridge
         self.emit("BridgeCreate", "call", bridge.fields())
         return bridge
 
@@ -341,6 +357,7 @@ class Switch:
         self.emit("BridgeLeave", "call", [*bridge.fields(), *chan.fields()])
 
     def bridge_destroy(self, bridge: Bridge) -> None:
+        self.bridges.pop(bridge.uniqueid, None)
         self.emit("BridgeDestroy", "call", bridge.fields())
 
     def bridge_peers(self, bridge: Bridge, members: Iterable[Channel]) -> None:

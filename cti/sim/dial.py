@@ -131,7 +131,13 @@ async def _bridged(rt: Runtime, chan: Channel, one: Channel, started: float) -> 
     switch.bridge_enter(bridge, chan)
     switch.set_var(one, "BRIDGEPEER", chan.name)
     switch.set_var(chan, "BRIDGEPEER", one.name)
-    while not (chan.interrupted or one.hangup_requested or not one.alive):
+    while True:
+        # after an attended transfer (cti.sim.transfer) the far end is the
+        # target; while the transferer consults, its own hangup is not ours
+        one = next((m for m in bridge.members if m is not chan), one)
+        if chan.interrupted or (one.bridge is bridge
+                                and (one.hangup_requested or not one.alive)):
+            break
         await rt.wait([chan, one], None)
     if chan.goto is not None and not chan.hangup_requested:
         # Redirect of a bridged channel (blind transfer, recording 06a): the

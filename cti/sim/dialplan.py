@@ -253,6 +253,20 @@ def _phones(phones: dict[str, Phone], rng: random.Random) -> Lookup:
 
     return lookup
 
+# [queue-inbound] (`exten => _[a-z].`): app_queue entry of recordings 04, 05;
+# Originate Variable CTI_VIP=1 gives the caller QUEUE_PRIO=10.
+QUEUE_INBOUND = [
+    Step("NoOp", "queue call from ${CALLERID(all)} to queue ${EXTEN}"),
+    Step("ExecIf", '$["${CTI_VIP}" = "1"]?Set(QUEUE_PRIO=10)'),
+    Step("Queue", "${EXTEN},t,,,300"),
+    Step("UserEvent", "CTIQueueExit,CtiQueue: ${EXTEN},CtiQueueStatus: ${QUEUESTATUS}"),
+]
+
+
+def _queue_inbound(exten: str) -> list[Step] | None:
+    return QUEUE_INBOUND if len(exten) > 1 and "a" <= exten[0] <= "z" else None
+
+
 # [cti-spy] of dialplans/cti.conf: the supervisor's phone, once answered,
 # spies on CTI_SPY_TARGET with the options of CTI_SPY_MODE.
 CTI_SPY = [
@@ -296,6 +310,7 @@ class Dialplan:
             "cti-connect": _static({"_X.": CTI_CONNECT}),
             "cti-callback": _static({"_0X.": CTI_CALLBACK, "_+X.": CTI_CALLBACK}),
             "cti-spy": _static({"s": CTI_SPY}),
+            "queue-inbound": _queue_inbound,
             "ivr-inbound": _static(_ivr_inbound(agi_url)),
             "sim-caller": _sim_caller,
             "sim-agent": _phones(dict(population.agents), rng),

@@ -17,6 +17,7 @@ from cti.sim.channels import Switch
 from cti.sim.dial import OriginateRequest, dial, originate
 from cti.sim.dialplan import Dialplan
 from cti.sim.population import Population
+from cti.sim.queues import QueueActions, Queues
 from cti.sim.runtime import App, Runtime
 
 
@@ -76,8 +77,13 @@ class Sim:
         self.runtime = Runtime(self.switch, Dialplan(
             population, _rng(settings.seed, 1), settings.agi_url, settings.agent_interface,
             inbound_agi=settings.inbound_agi,
-        ), APPS, settings.speed, settings.seed)
+        ), dict(APPS), settings.speed, settings.seed)
         Actions(self.ami, self.runtime)
+        # app_queue: the Queue() application and the Queue* actions (these
+        # replace the empty QueueStatus/QueueSummary lists of Actions)
+        self.queues = Queues(self.runtime)
+        self.runtime.apps["Queue"] = self.queues.run
+        QueueActions(self.ami, self.queues)
         self.port = 0
         self.callers = 0
         self._traffic: asyncio.Task[None] | None = None
