@@ -141,6 +141,7 @@ class Wallboard:
                     self.board = dict(parsed["board"])
                 else:
                     self.board.update(parsed["changes"])
+                    apply_agent_rows(self.board, parsed.get("agent_rows"))
                 self._changed.set()
         self._changed.set()
 
@@ -162,3 +163,15 @@ class Wallboard:
 
 def service(board: dict[str, Any], name: str) -> dict[str, Any]:
     return next(s for s in board["services"] if s["name"] == name)
+
+
+def apply_agent_rows(board: dict[str, Any], rows: list[dict[str, Any]] | None) -> None:
+    """What the page does with a delta's changed agent rows."""
+    if not rows:
+        return
+    at = {agent["id"]: index for index, agent in enumerate(board["agents"])}
+    agents = list(board["agents"])
+    for row in rows:
+        if row["id"] in at:
+            agents[at[row["id"]]] = row
+    board["agents"] = agents

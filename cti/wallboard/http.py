@@ -137,7 +137,8 @@ class SupervisorRoutes:
         except ActionRefused as exc:
             return web.json_response({"error": exc.code, "detail": exc.detail},
                                      status=exc.status)
-        ws = web.WebSocketResponse(heartbeat=30.0)
+        # One text goes to every supervisor: no per-socket deflate of it.
+        ws = web.WebSocketResponse(heartbeat=30.0, compress=False)
         await ws.prepare(request)
         log.info("wallboard.connected", supervisor=session.subject)
         await self._hub.serve(ws, session.subject)

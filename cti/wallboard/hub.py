@@ -83,9 +83,17 @@ class SupervisorHub:
         self._board = board
         if not changes:
             return
+        message: dict[str, Any] = {"type": "delta", "v": 1, "seq": 0, "changes": changes}
+        rows = _changed_rows(last.get("agents"), changes.get("agents"))
+        if rows is not None:
+            # The same agents in the same order: only the rows that changed
+            # travel (a floor of 1,000 agents is most of the board).
+            del changes["agents"]
+            message["agent_rows"] = rows
         self.seq += 1
         self.updates += 1
-        text = json.dumps({"type": "delta", "v": 1, "seq": self.seq, "changes": changes})
+        message["seq"] = self.seq
+        text = json.dumps(message)
         for sock in list(self._sockets):
             if not sock.deliver(text):
                 self._drop(sock, "fell behind")
@@ -135,3 +143,13 @@ class SupervisorHub:
         for sock in list(self._sockets):
             self._drop(sock, "server stopping")
             await sock.ws.close()
+
+
+def _changed_rows(before: Any, after: Any) -> list[dict[str, Any]] | None:
+    """The agent rows of `after` that differ from `before` when both list
+    the same agents in the same order; None when the list itself changed."""
+    if not isinstance(before, list) or not isinstance(after, list) or len(before) != len(after):
+        return None
+    if any(old.get("id") != new.get("id") for old, new in zip(before, after, strict=True)):
+        return None
+    return [new for old, new in zip(before, after, strict=True) if old != new]

@@ -56,7 +56,16 @@ function connect() {
   ws.onmessage = (m) => {
     const msg = JSON.parse(m.data);
     if (msg.type === "snapshot") { board = msg.board; }
-    else if (msg.type === "delta" && board) { Object.assign(board, msg.changes); }
+    else if (msg.type === "delta" && board) {
+      Object.assign(board, msg.changes);
+      if (msg.agent_rows) {
+        const at = new Map(board.agents.map((a, i) => [a.id, i]));
+        for (const row of msg.agent_rows) {
+          const i = at.get(row.id);
+          if (i !== undefined) board.agents[i] = row;
+        }
+      }
+    }
     render();
   };
   ws.onclose = () => { $("link").textContent = "offline"; setTimeout(connect, 2000); };
