@@ -1,11 +1,12 @@
-"""The simulated PBX's AMI session behaviour against recording 11
-(before its `core restart now`): login, security events, errors, Ping,
-Events/Filter, global Setvar; plus the CLI entry and the comparison view
+"""The simulated PBX's AMI session behaviour against recording 11: login,
+security events, errors, Ping, Events/Filter, global Setvar, `core restart
+now` and the reconnect after it; plus the CLI entry and the comparison view
 used by the conformance tests."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 
 from cti.sim import start_sim
@@ -83,11 +84,67 @@ async def test_ami_lifecycle_replies_are_those_of_recording_11() -> None:
         seen = [m.get("Seq") for m in flt.events if m.event == "UserEvent"]
         assert seen == ["1", "3"]
         assert {m.event for m in flt.events} == {"FullyBooted", "SuccessfulAuth", "UserEvent"}
-        for conn in (flt, drv):
-            await conn.close()
+        await flt.close()
+        await _core_restart_as_recording_11(sim.port, rec, drv)
     finally:
         await rec.close()
         await sim.close()
+
+
+async def _core_restart_as_recording_11(port: int, rec: AmiClient, drv: AmiClient) -> None:
+    """The end of recording 11: no response to the Command, Shutdown to the
+    events-on session, both closed; a connect reset with no banner then
+    refused; the banner again, and the FullyBooted of the new boot (after
+    SuccessfulAuth, `Status` first, uptime from the restart)."""
+    mark = len(drv.received)
+    drv.send("Command", ("Command", "core restart now"))
+    shutdown = await rec.event("Shutdown")
+    assert list(shutdown.pairs) == [("Event", "Shutdown"), ("Privilege", "system,all"),
+                                    ("Shutdown", "Cleanly"), ("Restart", "True")]
+    await asyncio.wait_for(asyncio.gather(rec.closed.wait(), drv.closed.wait()), 2)
+    assert drv.received[mark:] == []
+    await drv.close()
+    outcomes: list[str] = []
+    async with asyncio.timeout(5):
+        while True:
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            except ConnectionRefusedError:
+                outcomes.append("refused")
+                await asyncio.sleep(0.01)
+                continue
+            try:
+                banner = await reader.readline()
+            except ConnectionResetError:
+                banner = b""
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+            if banner:
+                break
+            outcomes.append("reset")
+            await asyncio.sleep(0.01)
+    assert banner == b"Asterisk Call Manager/11.0.0\r\n"
+    assert outcomes[0] == "reset" and "refused" in outcomes
+    assert outcomes == sorted(outcomes, key=("reset", "refused").index)
+    banner_at = asyncio.get_running_loop().time()
+    again = await AmiClient.connect(port)
+    try:
+        await again.login("on")
+        in_boot_window = asyncio.get_running_loop().time() - banner_at < 0.05
+        booted = await again.event("FullyBooted")
+        fields = [k for k, _ in booted.pairs]
+        if in_boot_window:
+            # Logged in before the boot finished: the boot's own broadcast,
+            # `Status` first, as in the recording.
+            assert fields == ["Event", "Privilege", "Status", "Uptime", "LastReload"]
+        else:  # a slow machine logged in later: the usual FullyBooted of a login
+            assert sorted(fields) == ["Event", "LastReload", "Privilege", "Status", "Uptime"]
+        assert booted.get("Uptime") == booted.get("LastReload") in ("0", "1", "2")
+        order = [m.event for m in again.events]
+        assert order.index("SuccessfulAuth") < order.index("FullyBooted")
+    finally:
+        await again.close()
 
 
 async def test_events_off_session_gets_no_originate_response() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 
 from cti.pbx.wire import AmiMessage
 from cti.sim.ami_server import AmiServer, Session, respond
@@ -21,6 +22,7 @@ from cti.sim.transfer import attended_transfer, transferee_of
 # so their `Agent:` devices read UNAVAILABLE (recording 09)
 AGENT_POOL = (("1001", "Bob Martin"), ("1002", "Carol Durand"))
 _CALLERID = re.compile(r'\s*"?([^"<]*?)"?\s*<([^>]*)>\s*\Z')
+RESTARTS = {"core restart now", "core restart gracefully", "core restart when convenient"}
 VERSION = "Asterisk 22.10.1 built by cti-sim on a simulated PBX"
 
 
@@ -32,9 +34,11 @@ def parse_callerid(value: str) -> tuple[str, str]:
 
 
 class Actions:
-    def __init__(self, server: AmiServer, rt: Runtime) -> None:
+    def __init__(self, server: AmiServer, rt: Runtime,
+                 restart: Callable[[], None] | None = None) -> None:
         self.server = server
         self.rt = rt
+        self._restart = restart
         table = {
             "ping": self.ping,
             "events": self.events,
@@ -89,6 +93,10 @@ class Actions:
         if command == "core show version":
             session.send(respond(msg, "Success", ("Message", "Command output follows"),
                                  ("Output", VERSION)))
+            return
+        if " ".join(command.split()) in RESTARTS and self._restart is not None:
+            # no response: the Shutdown event then the close (recording 11)
+            self._restart()
             return
         words = " ".join(command.split()[:2])
         session.send(respond(msg, "Error", ("Message", "Command output follows"), (

@@ -4,7 +4,8 @@ switches (Events, EventMask, Filter) and the fan-out of events.
 It speaks the bytes recording 11 shows: the banner, `Authentication
 accepted` then FullyBooted then SuccessfulAuth, a failed login answered 1 s
 late before the close, `Permission denied` before login, security events
-broadcast to every events-on session (finding 12).
+broadcast to every events-on session (finding 12); and its part in a
+`core restart` (Shutdown, dropped sessions, a listener down then back).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import socket
+import struct
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -91,6 +94,11 @@ class AmiServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = time.monotonic()
         self._next_session = 0x7F0000001000
+        # between the dropped sessions and the closed listener of a restart
+        # a connect is accepted then reset, with no banner (recording 11)
+        self._resetting = False
+        # False from a restart's listen() until its FullyBooted broadcast
+        self.booted = True
 
     async def start(self, host: str, port: int) -> int:
         self._server = await asyncio.start_server(self._serve, host, port)
@@ -99,6 +107,47 @@ class AmiServer:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
+        await self._end_sessions()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    # ------------------------------------------------------------ restart
+    def shut_down(self) -> None:
+        """`core restart`: Shutdown to every session that takes system
+        events, and nothing more is said on any session (recording 11: no
+        response to the Command)."""
+        self.broadcast("Shutdown", "system", [("Shutdown", "Cleanly"), ("Restart", "True")])
+        for session in self.sessions:
+            session.closing = True
+
+    async def drop(self) -> None:
+        """Every connection closed; a new one is reset until stop_listening()."""
+        self._resetting = True
+        await self._end_sessions()
+
+    async def stop_listening(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def listen(self, host: str, port: int) -> None:
+        """The restarted Asterisk's listener: uptime from now, not booted
+        until fully_booted()."""
+        self._resetting = False
+        self._started = time.monotonic()
+        self.booted = False
+        await self.start(host, port)
+
+    def fully_booted(self) -> None:
+        """The end of a restart: FullyBooted to the sessions logged in
+        meanwhile, `Status` first (recording 11, unlike the one at login)."""
+        self.booted = True
+        self.broadcast("FullyBooted", "system", [("Status", "Fully Booted"),
+                                                 ("Uptime", self.uptime()),
+                                                 ("LastReload", self.uptime())])
+
+    async def _end_sessions(self) -> None:
         for session in list(self.sessions):
             session.closing = True
             session.writer.close()
@@ -108,8 +157,6 @@ class AmiServer:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
 
     # ------------------------------------------------------------ events
     def broadcast(self, event: str, privilege: str, pairs: Pairs) -> None:
@@ -118,7 +165,8 @@ class AmiServer:
         # the text is only read by Filter rules: no decode per event otherwise
         text = data.decode() if any(s.filters for s in self.sessions) else ""
         for session in list(self.sessions):
-            if session.wants(privilege, text) and not session.writer.is_closing():
+            if (session.wants(privilege, text) and not session.closing
+                    and not session.writer.is_closing()):
                 session.writer.write(data)
 
     def security(self, session: Session, event: str, severity: str, *extra: tuple[str, str],
@@ -138,6 +186,12 @@ class AmiServer:
 
     # ------------------------------------------------------------ sessions
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._resetting:
+            # SO_LINGER 0: the close is a reset, as the dying Asterisk's
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+            return
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
@@ -240,7 +294,7 @@ class AmiServer:
         session.authenticated = True
         self.apply_events(session, message.get("Events"))
         session.send(respond(message, "Success", ("Message", "Authentication accepted")))
-        if session.wants("system", ""):
+        if session.wants("system", "") and self.booted:
             session.send([("Event", "FullyBooted"), ("Privilege", "system,all"),
                           ("Uptime", self.uptime()), ("LastReload", self.uptime()),
                           ("Status", "Fully Booted")])

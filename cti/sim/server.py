@@ -1,5 +1,6 @@
 """Composition of the simulator: switch + dialplan + runtime + AMI server,
-and the generator of inbound callers. `start_sim()` is the public entry.
+the generator of inbound callers, and `core restart`. `start_sim()` is the
+public entry.
 """
 
 from __future__ import annotations
@@ -68,8 +69,18 @@ class Sim:
 
     def __init__(self, settings: SimSettings) -> None:
         self.settings = settings
-        population = settings.population
         self.ami = AmiServer(settings.username, settings.secret, settings.login_failure_delay)
+        self._boot()
+        self.port = 0
+        self.callers = 0
+        self._traffic: asyncio.Task[None] | None = None
+        self._restart: asyncio.Task[None] | None = None
+
+    def _boot(self) -> None:
+        """A fresh PBX behind the AMI server: no channel, no call, dialplan
+        globals as configured, channel and uniqueid counters from zero."""
+        settings = self.settings
+        population = settings.population
         hints = {exten: f"Local/{exten}@sim-agent" for exten in population.hints}
         self.switch = Switch(self.ami.broadcast, hints)
         self.switch.globals["CTI_DEFAULT_RING_TIMEOUT"] = "10"
@@ -78,15 +89,12 @@ class Sim:
             population, _rng(settings.seed, 1), settings.agi_url, settings.agent_interface,
             inbound_agi=settings.inbound_agi,
         ), dict(APPS), settings.speed, settings.seed)
-        Actions(self.ami, self.runtime)
+        Actions(self.ami, self.runtime, self.restart)
         # app_queue: the Queue() application and the Queue* actions (these
         # replace the empty QueueStatus/QueueSummary lists of Actions)
         self.queues = Queues(self.runtime)
         self.runtime.apps["Queue"] = self.queues.run
         QueueActions(self.ami, self.queues)
-        self.port = 0
-        self.callers = 0
-        self._traffic: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.port = await self.ami.start(self.settings.host, self.settings.port)
@@ -94,12 +102,38 @@ class Sim:
             self._traffic = asyncio.get_running_loop().create_task(self._callers())
 
     async def close(self) -> None:
-        if self._traffic is not None:
-            self._traffic.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._traffic
+        for task in (self._traffic, self._restart):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.ami.close()
         await self.runtime.close()
+
+    def restart(self) -> None:
+        """`core restart now`; a second one during a restart is lost with
+        the session that sent it."""
+        if self._restart is None or self._restart.done():
+            self._restart = asyncio.get_running_loop().create_task(self._restarting())
+
+    async def _restarting(self) -> None:
+        """Recording 11, in simulated time: Shutdown at once, the sessions
+        closed 0.14 s later, a connect reset then refused, the listener
+        back 1 s after the close and FullyBooted 0.08 s after that.
+        Channels end with the process: no Hangup, nobody is told."""
+        real = self.runtime.real
+        self.ami.shut_down()
+        await asyncio.sleep(real(0.14))
+        await self.ami.drop()
+        # a closed runtime drops what is spawned meanwhile (generated callers)
+        await self.runtime.close()
+        await asyncio.sleep(real(0.1))
+        await self.ami.stop_listening()
+        await asyncio.sleep(real(0.9))
+        self._boot()
+        await self.ami.listen(self.settings.host, self.port)
+        await asyncio.sleep(real(0.08))
+        self.ami.fully_booted()
 
     async def _callers(self) -> None:
         """Poisson arrivals of simulated callers, each an Originate of
