@@ -393,7 +393,7 @@ def _recv(pipe: Connection, within: float) -> Any:
 
 async def _login(http: aiohttp.ClientSession, base: str, who: str) -> str:
     async with http.post(f"{base}/api/v1/supervisor/login",
-                         json={"id": who, "password": PASSWORD}) as response:
+                         json={"username": who, "password": PASSWORD}) as response:
         if response.status != 200:
             raise RuntimeError(f"supervisor login {who}: {response.status} "
                                f"{await response.text()}")

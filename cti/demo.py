@@ -26,6 +26,7 @@ import structlog
 import yaml
 
 from cti.app import Server
+from cti.auth import hash_password
 from cti.center import Center, center_from
 from cti.config import load_settings
 from cti.customers.demo import demo_customers, load_demo, standard_numbers, vip_numbers
@@ -37,6 +38,8 @@ from cti.store.connection import open_store
 
 log = structlog.get_logger(__name__)
 
+# The demo's only password, printed at start: the demo listens on loopback.
+DEMO_PASSWORD = "demo"  # noqa: S105
 SUPPORT_DID = "0140000001"
 SALES_DID = "0140000002"
 SKILLS = ("support", "sales", "billing")
@@ -62,8 +65,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def demo_center(agents: int, seed: int, *, wrap_up: float = 3.0) -> Center:
-    """Two services on two numbers, skills with levels, relaxation."""
+    """Four services (two on their own numbers, two reached through the IVR),
+    skills with levels, relaxation and overflow; every agent and the
+    supervisor `sup` log in to the pages with the password DEMO_PASSWORD."""
     rng = random.Random(seed)
+    password_hash = hash_password(DEMO_PASSWORD)  # one hash: a demo, not a site
     people = []
     for index in range(agents):
         agent_id = str(1001 + index)
@@ -74,8 +80,10 @@ def demo_center(agents: int, seed: int, *, wrap_up: float = 3.0) -> Center:
             skills["billing"] = rng.randint(4, 9)
         people.append({"id": agent_id, "name": _NAMES[index % len(_NAMES)] + f" {agent_id}",
                        "device": f"Local/{agent_id}@sim-agent", "skills": skills,
-                       "login_at_start": True})
+                       "login_at_start": True, "password_hash": password_hash})
     return center_from({
+        "supervisors": [{"id": "sup", "name": "Demo Supervisor",
+                         "device": "Local/2001@sim-agent", "password_hash": password_hash}],
         "services": {
             "support": {
                 "skills": {"support": 5}, "numbers": [SUPPORT_DID],
@@ -231,6 +239,9 @@ def _announce(server: Server, ami_port: int, args: argparse.Namespace, rate: flo
         "cti demo is running (Ctrl-C to stop)",
         f"  agents: {args.agents} logged in, callers: {rate:g}/hour, VIP share {args.vip_share:g}",
         f"  simulated Asterisk AMI on 127.0.0.1:{ami_port}",
+        f"  agent desk: {base}/agent       (user 1001 to {1000 + args.agents}, "
+        f"password {DEMO_PASSWORD})",
+        f"  wallboard:  {base}/supervisor  (user sup, password {DEMO_PASSWORD})",
         f"  readiness:  {base}/readyz",
         f"  metrics:    {base}/metrics",
     ]

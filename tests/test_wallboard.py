@@ -50,7 +50,7 @@ async def test_the_socket_and_actions_need_a_supervisor(tmp_path: Path) -> None:
                                 headers={"Authorization": f"Bearer {agent_token}"}) as response:
             assert response.status == 403
         async with session.post(f"{r.base}/api/v1/supervisor/login",
-                                json={"id": "sup", "password": "wrong"}) as response:
+                                json={"username": "sup", "password": "wrong"}) as response:
             assert response.status == 401
 
 

@@ -110,7 +110,7 @@ async def rig(tmp: Path, agents: dict[str, dict[str, int]], *, speed: float = 1.
 async def supervisor_token(session: aiohttp.ClientSession, base: str,
                            password: str = PASSWORD) -> str:
     async with session.post(f"{base}/api/v1/supervisor/login",
-                            json={"id": "sup", "password": password}) as response:
+                            json={"username": "sup", "password": password}) as response:
         assert response.status == 200, await response.text()
         return str((await response.json())["token"])
 

@@ -112,18 +112,18 @@ class SupervisorRoutes:
 
     async def login(self, request: web.Request) -> web.Response:
         body = LoginRequest.model_validate(await _body(request))
-        known = self._server.center.credentials.get(body.id)
+        known = self._server.center.credentials.get(body.username)
         ok = known is not None and known[0] == "supervisor" and await asyncio.to_thread(
             password_matches, body.password, known[1])
         if not ok:
-            log.info("supervisor.login_refused", supervisor=body.id)
+            log.info("supervisor.login_refused", supervisor=body.username)
             raise ActionRefused(401, "invalid_credentials", "invalid credentials")
         hours = self._server.settings.http.session_hours
-        token = self._server.sessions.issue(body.id, "supervisor", self._server.clock(), hours)
-        person = self._server.center.supervisors.get(body.id)
-        log.info("supervisor.login", supervisor=body.id)
+        token = self._server.sessions.issue(body.username, "supervisor", self._server.clock(), hours)
+        person = self._server.center.supervisors.get(body.username)
+        log.info("supervisor.login", supervisor=body.username)
         return web.json_response({"token": token, "supervisor": {
-            "id": body.id, "name": person.name if person else body.id,
+            "id": body.username, "name": person.name if person else body.username,
             "device": person.device if person else None}})
 
     # -- views -----------------------------------------------------------------------

@@ -14,7 +14,7 @@ class _Body(BaseModel):
 
 
 class LoginRequest(_Body):
-    id: Name
+    username: Name
     password: Annotated[str, Field(min_length=1, max_length=1024)]
 
 

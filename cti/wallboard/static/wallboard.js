@@ -29,7 +29,7 @@ $("login-form").addEventListener("submit", async (e) => {
   e.preventDefault();
   const response = await fetch("/api/v1/supervisor/login", { method: "POST",
     headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ id: $("username").value, password: $("password").value }) });
+    body: JSON.stringify({ username: $("username").value, password: $("password").value }) });
   if (!response.ok) { $("login-error").textContent = "Invalid credentials"; return; }
   token = (await response.json()).token;
   sessionStorage.setItem("cti.supervisor", token);
