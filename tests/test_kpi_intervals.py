@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cti.kpi import intervals as kpi
-from cti.kpi.agents import AgentLedger
+from cti.kpi.agents import BUSY, STAFFED, AgentLedger
 from cti.kpi.intervals import Day, Tally, interval_of
 
 DAY = 1_700_006_400.0  # a midnight (UTC), a multiple of 900
@@ -105,6 +105,69 @@ def test_peak_waiting_is_a_maximum_not_a_sum() -> None:
     assert day.interval("support", int(DAY)).peak_waiting == 7
 
 
+def test_sliding_hour_peak_falls_back_when_the_peak_leaves_the_hour() -> None:
+    day = Day(DAY)
+    day.record("support", DAY + 100, kpi.waiting_seen(9), DAY + 100)
+    day.record("support", DAY + 200, kpi.waiting_seen(4), DAY + 200)
+    day.record("sales", DAY + 300, kpi.waiting_seen(6), DAY + 300)
+    day.record("support", DAY + 400, kpi.answered(30, TARGET), DAY + 400)
+    assert day.sliding_hour("support", DAY + 3650).peak_waiting == 9
+    assert day.sliding_hour(None, DAY + 3650).peak_waiting == 9
+    hour = day.sliding_hour("support", DAY + 3750)       # the 9 has left; the 4 has not
+    assert (hour.peak_waiting, hour.answered, hour.answer_wait_ms) == (4, 1, 30_000)
+    assert day.sliding_hour(None, DAY + 3750).peak_waiting == 6
+    assert day.sliding_hour("support", DAY + 3850).peak_waiting == 0
+    assert day.sliding_hour(None, DAY + 3950).peak_waiting == 0
+    assert day.sliding_hour(None, DAY + 3950).answered == 1
+    assert day.sliding_hour(None, DAY + 4000) == Tally()
+
+
+def test_sliding_hour_leaves_out_an_event_stamped_after_now() -> None:
+    day = Day(DAY)
+    day.record("support", DAY + 100, kpi.queued(), DAY + 100)
+    day.record("support", DAY + 500, kpi.queued(), DAY + 500)
+    assert day.sliding_hour("support", DAY + 300).offered == 1
+    assert day.sliding_hour("support", DAY + 600).offered == 2
+
+
+_EVENTS = st.lists(st.tuples(st.sampled_from(["support", "sales"]), st.integers(0, 9_000),
+                             st.sampled_from(["queued", "answered", "abandoned", "waiting"]),
+                             st.integers(0, 120)), max_size=60)
+
+
+@given(_EVENTS, st.lists(st.integers(0, 1200), max_size=12))
+def test_running_sliding_hour_equals_summing_its_deltas(
+        events: list[tuple[str, int, str, int]], reads: list[int]) -> None:
+    day = Day(DAY)
+    now = DAY
+    reads = list(reads)
+    for service, step, kind, amount in events:
+        now += step % 600       # the clock moves on between events
+        delta = {"queued": kpi.queued(), "answered": kpi.answered(amount, TARGET),
+                 "abandoned": kpi.abandoned(amount, SHORT),
+                 "waiting": kpi.waiting_seen(amount)}[kind]
+        day.record(service, now - amount, delta, now)
+        if reads:
+            now += reads.pop()
+            for name in ("support", "sales", None):
+                assert day.sliding_hour(name, now) == day._sum_hour(name, now)
+    for later in (0, 1800, 3600, 7200):
+        for name in ("support", "sales", None):
+            assert day.sliding_hour(name, now + later) == day._sum_hour(name, now + later)
+
+
+def test_series_sums_the_services_per_interval_in_time_order() -> None:
+    day = Day(DAY)
+    day.record("sales", DAY + 950, kpi.queued(), DAY + 950)
+    day.record("support", DAY + 10, kpi.queued(), DAY + 10)
+    day.record("support", DAY + 20, kpi.waiting_seen(3), DAY + 20)
+    day.record("sales", DAY + 30, kpi.waiting_seen(5), DAY + 30)
+    series = day.series(None)
+    assert [(start, t.offered, t.peak_waiting) for start, t in series] == [
+        (int(DAY), 1, 5), (int(DAY + 900), 1, 0)]
+    assert series == [(start, day.interval(None, start)) for start, _ in series]
+
+
 def test_csv_has_one_row_per_service_and_interval() -> None:
     day = Day(DAY)
     day.record("support", DAY + 10, kpi.answered(10, TARGET), DAY + 20)
@@ -172,3 +235,43 @@ def test_occupancy_of_nobody_staffed_is_unknown() -> None:
     ledger = AgentLedger(DAY)
     ledger.state("1001", "paused", DAY, "break")
     assert ledger.occupancy(["1001"], DAY + 100) is None
+
+
+def _occupancy_from_states(ledger: AgentLedger, agents: list[str], now: float) -> float | None:
+    """Occupancy summed from the time by state, as the running totals must give."""
+    days = [ledger.agents[a] for a in agents if a in ledger.agents]
+    busy = sum(d.seconds_in(BUSY, now) for d in days)
+    staffed = sum(d.seconds_in(STAFFED, now) for d in days)
+    return busy / staffed if staffed > 0 else None
+
+
+def test_running_occupancy_of_a_hand_computed_day() -> None:
+    ledger = AgentLedger(DAY)
+    ledger.state("1001", "available", DAY)               # 0..100 available
+    ledger.state("1001", "on_call", DAY + 100)           # 100..400 on a call
+    ledger.state("1001", "wrap_up", DAY + 400)           # 400..500 wrap-up
+    ledger.state("1001", "paused", DAY + 500, "lunch")   # 500..800 paused
+    ledger.state("1001", "available", DAY + 800)
+    ledger.state("1002", "on_call", DAY + 600)
+    # 1001: busy 400 of 500 staffed, + 100 available by 900; 1002: 300 of 300
+    assert ledger.occupancy(["1001"], DAY + 900) == 400 / 600
+    assert ledger.occupancy(["1001", "1002"], DAY + 900) == 700 / 900
+    assert ledger.occupancy(["1001", "1002"], DAY + 900) == _occupancy_from_states(
+        ledger, ["1001", "1002"], DAY + 900)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["1001", "1002", "1003"]),
+                          st.sampled_from(sorted(STAFFED | {"paused", "logged_out"})),
+                          st.integers(0, 900)), max_size=40))
+def test_running_occupancy_equals_summing_the_states(
+        changes: list[tuple[str, str, int]]) -> None:
+    ledger = AgentLedger(DAY)
+    now = DAY
+    for agent, state, step in changes:
+        now += step
+        ledger.state(agent, state, now, "lunch" if state == "paused" else None)
+        for agents in (["1001"], ["1001", "1002", "1003"]):
+            running = ledger.occupancy(agents, now + 60)
+            summed = _occupancy_from_states(ledger, agents, now + 60)
+            assert (running is None) == (summed is None)
+            assert running is None or summed is None or abs(running - summed) < 1e-9

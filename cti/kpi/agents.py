@@ -29,10 +29,18 @@ class AgentDay:
     calls_handled: int = 0
     handle_s: float = 0.0
     ring_no_answer: int = 0
+    # Running totals of the ended states, so occupancy does not sum the
+    # states again on every wallboard build (seconds).
+    busy_s: float = 0.0
+    staffed_s: float = 0.0
 
     def _close(self, until: float) -> None:
         spent = max(0.0, until - self.since)
         self.seconds_by_state[self.state] = self.seconds_by_state.get(self.state, 0.0) + spent
+        if self.state in BUSY:
+            self.busy_s += spent
+        if self.state in STAFFED:
+            self.staffed_s += spent
         if self.state == PAUSED and self.reason is not None:
             self.pause_by_reason[self.reason] = self.pause_by_reason.get(self.reason, 0.0) + spent
 
@@ -42,6 +50,14 @@ class AgentDay:
         if self.state in wanted:
             total += max(0.0, now - self.since)
         return total
+
+    def busy_and_staffed(self, now: float) -> tuple[float, float]:
+        """Occupancy's numerator and denominator for this agent so far: the
+        running totals plus the state still open."""
+        running = max(0.0, now - self.since)
+        busy = self.busy_s + (running if self.state in BUSY else 0.0)
+        staffed = self.staffed_s + (running if self.state in STAFFED else 0.0)
+        return busy, staffed
 
 
 class AgentLedger:
@@ -95,12 +111,14 @@ class AgentLedger:
         """Time on calls and in wrap-up / time logged in and not paused, over
         the day so far; None when nobody was staffed."""
         busy = staffed = 0.0
+        known = self.agents
         for agent in agents:
-            day = self.agents.get(agent)
+            day = known.get(agent)
             if day is None:
                 continue
-            busy += day.seconds_in(BUSY, now)
-            staffed += day.seconds_in(STAFFED, now)
+            one_busy, one_staffed = day.busy_and_staffed(now)
+            busy += one_busy
+            staffed += one_staffed
         return busy / staffed if staffed > 0 else None
 
 

@@ -48,6 +48,12 @@ class Tally:
             else:
                 setattr(self, name, getattr(self, name) + getattr(other, name))
 
+    def subtract(self, other: Tally) -> None:
+        """Take back an `add` of the sums (peak_waiting, a maximum, is left
+        as is: windows keep their maximum apart)."""
+        for name in _SUMS:
+            setattr(self, name, getattr(self, name) - getattr(other, name))
+
     def as_fields(self) -> dict[str, int]:
         return asdict(self)
 
@@ -85,6 +91,9 @@ class Tally:
             "asa_s": _round(self.asa_s(), 1), "aht_s": _round(self.aht_s(), 1),
             "abandon_rate": _round(self.abandon_rate(), 4),
         }
+
+
+_SUMS = tuple(item.name for item in fields(Tally) if item.name != "peak_waiting")
 
 
 def _round(value: float | None, digits: int) -> float | None:
@@ -133,14 +142,51 @@ def _ms(seconds: float) -> int:
 # -- windows over the intervals -----------------------------------------------------
 
 
+class _Window:
+    """The running figures of the deltas in the sliding hour, for one
+    service or all: sums kept by adding each delta as it comes and taking
+    it back as it leaves; the peak by a deque of (entry number, peak) that
+    decreases from left to right (the maximum of a first-in first-out
+    window in O(1) amortised)."""
+
+    __slots__ = ("peaks", "sums")
+
+    def __init__(self) -> None:
+        self.sums = Tally()
+        self.peaks: deque[tuple[int, int]] = deque()
+
+    def enter(self, number: int, delta: Tally) -> None:
+        self.sums.add(delta)
+        if delta.peak_waiting > 0:
+            while self.peaks and self.peaks[-1][1] <= delta.peak_waiting:
+                self.peaks.pop()
+            self.peaks.append((number, delta.peak_waiting))
+
+    def leave(self, number: int, delta: Tally) -> None:
+        self.sums.subtract(delta)
+        while self.peaks and self.peaks[0][0] <= number:
+            self.peaks.popleft()
+
+    def tally(self) -> Tally:
+        total = Tally()
+        total.add(self.sums)
+        total.peak_waiting = self.peaks[0][1] if self.peaks else 0
+        return total
+
+
 class Day:
     """Today's tallies by (service, interval start), plus the deltas of the
-    last hour with their event time, for the sliding hour."""
+    last hour with their event time, for the sliding hour (whose figures
+    are kept up to date as deltas enter and leave it)."""
 
     def __init__(self, day_start: float) -> None:
         self.day_start = day_start
         self.tallies: dict[tuple[str, int], Tally] = {}
         self._recent: deque[tuple[float, str, Tally]] = deque()
+        self._entered = 0           # deltas ever appended to _recent
+        self._left = 0              # deltas ever removed from its left
+        self._latest = float("-inf")  # the latest event time ever recorded
+        self._windows: dict[str | None, _Window] = {None: _Window()}
 
     def record(self, service: str, queued_at: float, delta: Tally, at: float) -> int:
         """Add `delta` to the interval of a call queued at `queued_at` (the
@@ -149,6 +195,14 @@ class Day:
         start = max(interval_of(queued_at), interval_of(self.day_start))
         self.tallies.setdefault((service, start), Tally()).add(delta)
         self._recent.append((at, service, delta))
+        number = self._entered
+        self._entered += 1
+        self._latest = max(self._latest, at)
+        self._windows[None].enter(number, delta)
+        window = self._windows.get(service)
+        if window is None:
+            window = self._windows[service] = _Window()
+        window.enter(number, delta)
         return start
 
     def load(self, service: str, start: int, tally: Tally) -> None:
@@ -169,14 +223,31 @@ class Day:
         """The deltas of events in (now - 1 h, now]: unlike the intervals,
         by event time (an answer counts when it happens)."""
         while self._recent and self._recent[0][0] <= now - HOUR_S:
-            self._recent.popleft()
+            _, gone_service, gone = self._recent.popleft()
+            number = self._left
+            self._left += 1
+            self._windows[None].leave(number, gone)
+            self._windows[gone_service].leave(number, gone)
+        if self._latest > now:
+            # An event stamped after `now` (a clock that went back) must not
+            # count yet: the running figures cannot leave it out, so sum.
+            return self._sum_hour(service, now)
+        window = self._windows.get(service)
+        return window.tally() if window is not None else Tally()
+
+    def _sum_hour(self, service: str | None, now: float) -> Tally:
+        """The sliding hour summed from the deltas: what the running
+        figures must equal."""
         return _sum(t for at, s, t in self._recent
                     if at <= now and (service is None or s == service))
 
     def series(self, service: str | None) -> list[tuple[int, Tally]]:
         """(interval start, tally) in time order, for charts and the CSV."""
-        starts = sorted({i for (s, i) in self.tallies if service is None or s == service})
-        return [(start, self.interval(service, start)) for start in starts]
+        by_start: dict[int, Tally] = {}
+        for (s, start), tally in self.tallies.items():
+            if service is None or s == service:
+                by_start.setdefault(start, Tally()).add(tally)
+        return sorted(by_start.items())
 
 
 def _sum(tallies: Iterable[Tally]) -> Tally:

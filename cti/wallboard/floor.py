@@ -61,6 +61,11 @@ class Floor:
         self._last_call: dict[str, tuple[str, float]] = {}    # agent -> (service, queued at)
         self._talking: dict[str, str] = {}                    # call -> agent who answered
         self._seen: dict[str, Agent] = {}
+        # The board's agent rows, kept between builds: a row is rebuilt only
+        # when its agent changed (a new Agent value, an AgentChanged event,
+        # a call handled) or it is on another call. agent -> (agent, call, row)
+        self._rows: dict[str, tuple[Agent, str | None, dict[str, Any]]] = {}
+        self._dirty_agents: set[str] = set()
         self._dirty_keys: set[tuple[str, int]] = set()
         self._new_abandoned: list[dict[str, Any]] = []
         self.changed = asyncio.Event()        # something to write
@@ -76,6 +81,7 @@ class Floor:
         elif isinstance(event, TaskOffered):
             self._offer[event.assignment.agent_id] = event.call
         elif isinstance(event, AgentChanged):
+            self._dirty_agents.add(event.agent.id)
             self._on_agent(event.agent, now)
         elif isinstance(event, CallFinished):
             self._on_finished(event, now)
@@ -164,6 +170,7 @@ class Floor:
             talk = (record.talk_ms or 0) / 1000
             self._record(service, queued_at, kpi.handled(talk), now)
             self.agents.handled(agent, talk)
+            self._dirty_agents.add(agent)
             self._last_call[agent] = (service, queued_at)
             wait = (record.wait_ms or 0) / 1000
             done = ql.complete_caller if record.hung_up_by_caller else ql.complete_agent
@@ -195,6 +202,7 @@ class Floor:
             self.day = Day(day_start(now))
             self.agents = AgentLedger(self.day.day_start)
             self.abandoned.clear()
+            self._rows.clear()
 
     # -- Redis -------------------------------------------------------------------------
 
@@ -293,18 +301,7 @@ class Floor:
                 "attempts": task.attempts,
             })
         on_call = {agent: call for call, agent in server.switchboard.offers.items()}
-        agents = []
-        for agent in sorted(server.switchboard.agents.values(), key=lambda a: a.id):
-            day = self.agents.view(agent.id, now)
-            agents.append({
-                "id": agent.id, "name": agent.name, "skills": dict(agent.skills),
-                "state": agent.state.value, "reason": agent.pause_reason,
-                "since": agent.state_since, "call": on_call.get(agent.id),
-                "calls_handled": day["calls_handled"], "aht_s": day["aht_s"],
-                # ended pauses only: the page adds the running one from `since`
-                "pause_by_reason_s": self._pauses(agent.id),
-                "ring_no_answer": day["ring_no_answer"],
-            })
+        agents = self._agent_rows(on_call)
         chart = [{"start": start, "service_level": _r(t.service_level()),
                   "peak_waiting": t.peak_waiting, "offered": t.offered}
                  for start, t in self.day.series(None)]
@@ -314,6 +311,41 @@ class Floor:
             "agents": agents, "chart": chart, "abandoned": list(self.abandoned)[-50:],
             "pause_reasons": list(server.center.pause_reasons),
             "priority_classes": sorted(policy.classes),
+        }
+
+    def _agent_rows(self, on_call: dict[str, str]) -> list[dict[str, Any]]:
+        """One row per agent, by id. Rows are never changed in place (the
+        hub compares the last board it sent with this one): a changed
+        agent gets a new row."""
+        dirty, self._dirty_agents = self._dirty_agents, set()
+        agents = self._server.switchboard.agents
+        rows = []
+        for agent_id in sorted(agents):
+            agent = agents[agent_id]
+            call = on_call.get(agent_id)
+            cached = self._rows.get(agent_id)
+            if (cached is None or cached[0] is not agent or cached[1] != call
+                    or agent_id in dirty):
+                cached = (agent, call, self._agent_row(agent, call))
+                self._rows[agent_id] = cached
+            rows.append(cached[2])
+        if len(self._rows) > len(agents):
+            for gone in set(self._rows) - set(agents):
+                del self._rows[gone]
+        return rows
+
+    def _agent_row(self, agent: Agent, call: str | None) -> dict[str, Any]:
+        day = self.agents.agents.get(agent.id)
+        handled = day.calls_handled if day is not None else 0
+        return {
+            "id": agent.id, "name": agent.name, "skills": dict(agent.skills),
+            "state": agent.state.value, "reason": agent.pause_reason,
+            "since": agent.state_since, "call": call,
+            "calls_handled": handled,
+            "aht_s": round(day.handle_s / handled, 1) if day is not None and handled else None,
+            # ended pauses only: the page adds the running one from `since`
+            "pause_by_reason_s": self._pauses(agent.id),
+            "ring_no_answer": day.ring_no_answer if day is not None else 0,
         }
 
     def _pauses(self, agent_id: str) -> dict[str, float]:
