@@ -119,7 +119,8 @@ class SupervisorRoutes:
             log.info("supervisor.login_refused", supervisor=body.username)
             raise ActionRefused(401, "invalid_credentials", "invalid credentials")
         hours = self._server.settings.http.session_hours
-        token = self._server.sessions.issue(body.username, "supervisor", self._server.clock(), hours)
+        token = self._server.sessions.issue(body.username, "supervisor", self._server.clock(),
+                                            hours)
         person = self._server.center.supervisors.get(body.username)
         log.info("supervisor.login", supervisor=body.username)
         return web.json_response({"token": token, "supervisor": {
