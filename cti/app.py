@@ -87,6 +87,8 @@ class Server:
         secret = settings.http.session_secret
         self.sessions = (SessionKeys(secret.get_secret_value().encode()) if secret is not None
                          else SessionKeys.random())
+        # Set by the callback feature: pending callbacks per service (None: all).
+        self.callbacks_pending: Callable[[str | None], int] | None = None
         self.features: list[Feature] = [install(self) for install in installers()]
         self._runner: web.AppRunner | None = None
         self._site_port = 0

@@ -34,4 +34,5 @@ def installers() -> list[Installer]:
     from cti.ivr import feature as ivr  # noqa: PLC0415
     from cti.wallboard import install as install_wallboard  # noqa: PLC0415
 
-    return [ivr.install, desk.install, install_wallboard, callbacks.install]
+    # The callback feature before the wallboard, which shows its counts.
+    return [ivr.install, desk.install, callbacks.install, install_wallboard]

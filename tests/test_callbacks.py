@@ -148,6 +148,18 @@ async def test_an_overloaded_center_offers_slots_instead_of_asap(tmp_path: Path)
         assert status == 422 and answer["fields"][0]["field"] == "when"
 
 
+async def test_a_scheduled_callback_counts_as_pending_on_the_wallboard(tmp_path: Path) -> None:
+    agents = [{"id": "1001", "skills": {"support": 5}, "login_at_start": False}]
+    async with floor(tmp_path, agents, env=SLOW) as f:
+        _, slots = await f.get("/api/v1/callbacks/slots?topic=support")
+        status, _ = await f.post({"number": "0611223344", "when": slots["slots"][0]["start"]})
+        assert status == 202
+        pending = f.server.callbacks_pending
+        assert pending is not None
+        await eventually(lambda: pending("support") == 1)
+        assert pending(None) == 1 and pending("sales") == 0
+
+
 async def test_the_requester_can_cancel_a_pending_callback(tmp_path: Path) -> None:
     async with floor(tmp_path, BOB, env=SLOW) as f:
         _, body = await f.post({"number": "0611223344"})

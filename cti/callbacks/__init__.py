@@ -4,7 +4,11 @@ the embeddable widget. `install(server)` wires it into a running server."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import TYPE_CHECKING
+
+import structlog
 
 from cti.callbacks.dispatch import Dispatcher
 from cti.callbacks.http import CallbackRoutes
@@ -15,6 +19,10 @@ from cti.callbacks.store import CallbackStore
 
 if TYPE_CHECKING:
     from cti.app import Server
+
+
+log = structlog.get_logger(__name__)
+_COUNT_EVERY_S = 3.0
 
 
 class CallbackFeature:
@@ -28,11 +36,34 @@ class CallbackFeature:
                                      send=lambda action: server.link.send(action),  # noqa: PLW0108
                                      dialplan=server.settings.dialplan, clock=server.clock)
         CallbackRoutes(self.service, settings, server.settings.numbers).install(server.web)
+        # The wallboard's "callbacks pending", refreshed from the store every
+        # few seconds (the board is built synchronously, from memory).
+        self.pending: dict[str, int] = {}
+        server.callbacks_pending = self.pending_for
+        self._counting: asyncio.Task[None] | None = None
+
+    def pending_for(self, service: str | None) -> int:
+        if service is None:
+            return sum(self.pending.values())
+        return self.pending.get(service, 0)
+
+    async def _count(self) -> None:
+        while True:
+            try:
+                self.pending = await self.store.pending_by_service()
+            except Exception:  # a store outage: keep the last figures, say so
+                log.warning("callbacks.pending_count_failed", exc_info=True)
+            await asyncio.sleep(_COUNT_EVERY_S)
 
     async def start(self) -> None:
         await self.dispatcher.start()
+        self._counting = asyncio.create_task(self._count(), name="callbacks-pending")
 
     async def stop(self) -> None:
+        if self._counting is not None:
+            self._counting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._counting
         await self.dispatcher.stop()
 
 

@@ -209,3 +209,14 @@ class CallbackStore:
 
     async def due_count(self) -> int:
         return int(await self._redis.zcard(self._due))
+
+    async def pending_by_service(self, limit: int = 10_000) -> dict[str, int]:
+        """Callbacks not settled yet (waiting for their time, for a retry,
+        or claimed and waiting for an agent), counted per service."""
+        ids = [*await self._redis.zrange(self._due, 0, limit - 1),
+               *await self._redis.zrange(self._claimed, 0, limit - 1)]
+        counts: dict[str, int] = {}
+        for callback in await self.get_many([str(i) for i in dict.fromkeys(ids)]):
+            if callback is not None and not callback.status.final:
+                counts[callback.service] = counts.get(callback.service, 0) + 1
+        return counts
