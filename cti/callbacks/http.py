@@ -110,8 +110,10 @@ class CallbackRoutes:
         return web.json_response({**callback.public(), "duplicate": not created}, status=202)
 
     async def slots(self, request: web.Request) -> web.Response:
-        topic = request.query.get("topic") or None
-        if topic is not None and (len(topic) > 32 or not topic.replace("-", "")
+        topic = request.query.get("topic")
+        # Absent: the default topic. Present, it must be a topic name (an
+        # empty `?topic=` is a mistake of the page, not the default).
+        if topic is not None and (not topic or len(topic) > 32 or not topic.replace("-", "")
                                   .replace("_", "").isalnum() or not topic.isascii()):
             raise InvalidRequest([{"field": "topic", "reason": "not a topic name"}])
         service = self.service.service_of(topic)
