@@ -339,7 +339,8 @@ class Switchboard:
                 await self._on_call_state(change)
             elif isinstance(change, CallEnded):
                 self._on_call_ended(change)
-        if isinstance(event, ev.UserEventReceived) and event.name == "CTIRona":
+        if isinstance(event, ev.DialplanStep) \
+                and event.kind is ev.DialplanStepKind.RING_NO_ANSWER:
             self._on_rona(event)
 
     async def _on_call_state(self, change: CallStateChanged) -> None:
@@ -418,7 +419,7 @@ class Switchboard:
         with contextlib.suppress(Exception):
             await self._reservations.extend(agent_id, task_id, _CALL_HOLD_S)
 
-    def _on_rona(self, event: ev.UserEventReceived) -> None:
+    def _on_rona(self, event: ev.DialplanStep) -> None:
         if event.channel is None:
             return
         call = self.tracker.call_of(event.channel.uniqueid)
@@ -429,7 +430,7 @@ class Switchboard:
         if agent_id is None or info is None:
             return
         self._agent_task.pop(agent_id, None)
-        status = event.fields.get("CtiDialStatus", "").upper()
+        status = event.dial_status
         now = event.at
         agent = self.agents.get(agent_id)
         if agent is not None and agent.state in (AgentState.RESERVED, AgentState.RINGING):
@@ -645,15 +646,15 @@ class Switchboard:
         self._following[call_id] = task_id
 
     def _follow_detached(self, event: ev.PbxEvent, changes: list[object]) -> None:
-        if isinstance(event, ev.UserEventReceived) and event.channel is not None \
-                and event.name in ("CTICallbackDialing", "CTICallbackResult"):
+        if isinstance(event, ev.DialplanStep) and event.channel is not None and event.kind in (
+                ev.DialplanStepKind.CALLBACK_DIALING, ev.DialplanStepKind.CALLBACK_RESULT):
             call = self.tracker.call_of(event.channel.uniqueid)
             task_id = None if call is None else self._following.get(call.id)
             agent = None if task_id is None else self._offered_agent(task_id)
             if call is None or task_id is None:
                 return
-            if event.name == "CTICallbackResult":
-                self._dialled[call.id] = event.fields.get("CtiDialStatus", "").upper()
+            if event.kind is ev.DialplanStepKind.CALLBACK_RESULT:
+                self._dialled[call.id] = event.dial_status
             elif agent is not None and agent.state in (AgentState.RESERVED,
                                                        AgentState.RINGING):
                 self._put(agent.answer(event.at))

@@ -209,16 +209,15 @@ class Tracker:
         if self._customer_side(call, channel.uniqueid) or channel.uniqueid == call.agent_leg:
             call.variables[event.variable] = event.value
 
-    def _on_user_event(self, event: ev.UserEventReceived, changes: list[CallChange]) -> None:
+    def _on_user_event(self, event: ev.UserEventReceived | ev.DialplanStep,
+                       changes: list[CallChange]) -> None:
         if event.channel is None:
             return
         channel = self._upsert(event.channel, event.at, changes)
         if channel is None:
             return
-        call = self.calls[channel.call]
-        service = event.fields.get("CtiService")
-        if service:
-            call.service = service
+        if isinstance(event, ev.DialplanStep) and event.service:
+            self.calls[channel.call].service = event.service
 
     def _on_hangup_request(self, event: ev.HangupRequested, changes: list[CallChange]) -> None:
         channel = self._upsert(event.channel, event.at, changes)
@@ -530,6 +529,7 @@ _HANDLERS: dict[type, _Handler] = {
     ev.DialplanEntered: Tracker._on_dialplan,
     ev.VariableSet: Tracker._on_variable,
     ev.UserEventReceived: Tracker._on_user_event,
+    ev.DialplanStep: Tracker._on_user_event,
     ev.HangupRequested: Tracker._on_hangup_request,
     ev.ChannelHungUp: Tracker._on_hangup,
     ev.LocalPaired: Tracker._on_local_pair,

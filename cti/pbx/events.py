@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 
 UniqueId = str
 LinkedId = str
@@ -162,9 +163,32 @@ class TransferDone:
     transferer: UniqueId | None
 
 
+class DialplanStepKind(Enum):
+    """The steps the `cti-*` contexts of dialplans/cti.conf announce."""
+
+    QUEUED = "CTIQueued"                      # the caller is queued for a service
+    RING_NO_ANSWER = "CTIRona"                # cti-connect's Dial failed
+    CALLBACK_DIALING = "CTICallbackDialing"   # the agent answered; customer dialled
+    CALLBACK_RESULT = "CTICallbackResult"     # the customer leg's Dial ended
+
+
+@dataclass(frozen=True, slots=True)
+class DialplanStep:
+    """A `cti-*` step, its fields read once here: the agent extension, the
+    service, the Dial status (upper case, "" when none) and the callback id."""
+
+    at: float
+    kind: DialplanStepKind
+    channel: ChannelInfo | None
+    agent: str | None = None
+    service: str | None = None
+    dial_status: str = ""
+    callback: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class UserEventReceived:
-    """A dialplan UserEvent (the `cti-*` contexts announce steps with them)."""
+    """Any other dialplan UserEvent."""
 
     at: float
     name: str
@@ -334,6 +358,7 @@ PbxEvent = (
     | HoldChanged
     | MusicOnHoldChanged
     | TransferDone
+    | DialplanStep
     | UserEventReceived
     | AgiStep
     | OriginateResult

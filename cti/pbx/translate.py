@@ -186,8 +186,17 @@ def _user_event(m: AmiMessage, at: float) -> ev.PbxEvent:
         "ConnectedLineNum", "ConnectedLineName", "Language", "AccountCode", "Context",
         "Exten", "Priority", "Uniqueid", "Linkedid",
     }
-    fields = {k: v for k, v in m.pairs if k not in standard and k not in prefix_fields}
-    return ev.UserEventReceived(at, _required(m, "UserEvent"), _optional_channel(m), fields)
+    name = _required(m, "UserEvent")
+    try:
+        kind = ev.DialplanStepKind(name)
+    except ValueError:
+        fields = {k: v for k, v in m.pairs if k not in standard and k not in prefix_fields}
+        return ev.UserEventReceived(at, name, _optional_channel(m), fields)
+    return ev.DialplanStep(
+        at, kind, _optional_channel(m), agent=m.get("CtiAgent") or None,
+        service=m.get("CtiService") or None,
+        dial_status=(m.get("CtiDialStatus") or "").strip().upper(),
+        callback=m.get("CtiCallback") or None)
 
 
 def _originate(m: AmiMessage, at: float) -> ev.PbxEvent:
