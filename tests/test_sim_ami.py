@@ -113,6 +113,11 @@ async def _core_restart_as_recording_11(port: int, rec: AmiClient, drv: AmiClien
                 outcomes.append("refused")
                 await asyncio.sleep(0.01)
                 continue
+            except ConnectionResetError:
+                # accepted then reset before the connect call even returned
+                outcomes.append("reset")
+                await asyncio.sleep(0.01)
+                continue
             try:
                 banner = await reader.readline()
             except ConnectionResetError:
