@@ -57,7 +57,6 @@ from cti.center import center_from
 from cti.config import load_settings
 from cti.customers.models import Contact, parse_customer
 from cti.logs import configure_logging
-from cti.serve import customer_vip_lookup
 from cti.sim.population import demo_population
 from cti.sim.server import SimSettings, start_sim
 from cti.store.connection import open_store
@@ -126,7 +125,7 @@ async def _pops(args: argparse.Namespace, url: str | None) -> tuple[list[float],
     settings = load_settings(None, env)
     configure_logging("json", "warning")
     server = Server(settings, _center(args.agents), store,
-                    vip_lookup=await customer_vip_lookup(store))
+                    vip_lookup="directory")
     await server.customers.put(parse_customer({"id": "c-vip", "name": "Alice Dupont",
                                                "tier": "vip", "phones": [VIP]}, region="FR"))
     for day in range(5):

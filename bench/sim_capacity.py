@@ -65,7 +65,6 @@ from cti.demo import SALES_DID, SUPPORT_DID, demo_center
 from cti.logs import configure_logging
 from cti.pbx import events as ev
 from cti.pbx.link import AmiLink, LinkState
-from cti.serve import customer_vip_lookup
 from cti.sim.population import demo_population
 from cti.sim.server import Sim, SimSettings, start_sim
 from cti.store.connection import Store, open_store
@@ -133,7 +132,7 @@ async def start_server(floor: Floor, sim: Sim) -> Consumer:
     settings = load_settings(None, env)
     center = demo_center(floor.agents, floor.seed, wrap_up=WRAP_UP_S)
     server = Server(settings, center, floor.store,
-                    vip_lookup=await customer_vip_lookup(floor.store))
+                    vip_lookup="directory")
     queued = 0
 
     def count(event: SwitchboardEvent) -> None:

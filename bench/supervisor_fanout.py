@@ -67,7 +67,6 @@ from cti.center import Center, center_from
 from cti.config import WallboardSettings, load_settings
 from cti.logs import configure_logging
 from cti.routing import AgentState
-from cti.serve import customer_vip_lookup
 from cti.sim.population import demo_population
 from cti.sim.server import SimSettings, start_sim
 from cti.store.connection import open_store
@@ -291,7 +290,7 @@ async def _phase_on(args: argparse.Namespace, supervisors: int,
     sim_started = time.perf_counter()
     env["CTI_AMI_PORT"] = str(sim.port)
     server = Server(load_settings(None, env), _center(args.agents, max(1, supervisors)),
-                    store, vip_lookup=await customer_vip_lookup(store))
+                    store, vip_lookup="directory")
     wallboard = _instrument(server, probe)
     lag = asyncio.create_task(_lag(probe))
     desks: list[asyncio.Task[None]] = []

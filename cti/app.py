@@ -17,7 +17,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from aiohttp import web
@@ -59,7 +59,8 @@ class Server:
     """One running CTI server. `await start()`, then `await stop()`."""
 
     def __init__(self, settings: Settings, center: Center, store: Store, *,
-                 clock: Clock = time.time, vip_lookup: VipLookup | None = None) -> None:
+                 clock: Clock = time.time,
+                 vip_lookup: VipLookup | Literal["directory"] | None = None) -> None:
         self.settings = settings
         self.center = center
         self.store = store
@@ -69,9 +70,10 @@ class Server:
                                                 connect=dialplan.connect,
                                                 callback=dialplan.callback))
         self.link = self._new_link()
-        self.switchboard = Switchboard(center, self.tracker, self._send,
-                                       Reservations(store.redis), clock=clock,
-                                       vip_lookup=vip_lookup)
+        self.customers = CustomerStore(store.redis, region=settings.numbers.default_region)
+        self.switchboard = Switchboard(
+            center, self.tracker, self._send, Reservations(store.redis), clock=clock,
+            vip_lookup=self._directory_vip if vip_lookup == "directory" else vip_lookup)
         self.stats = RunStats()
         self.counters = Counters()
         self.switchboard.listeners.append(self._on_switchboard)
@@ -82,8 +84,6 @@ class Server:
                                                         "store": self._store_ready})
         self.web[health.REGISTRY] = self.registry
         health.add_routes(self.web)
-        region = settings.numbers.default_region
-        self.customers = CustomerStore(store.redis, region=region)
         secret = settings.http.session_secret
         self.sessions = (SessionKeys(secret.get_secret_value().encode()) if secret is not None
                          else SessionKeys.random())
@@ -94,6 +94,12 @@ class Server:
         self._site_port = 0
         self._linking: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
+
+    async def _directory_vip(self, number: str) -> tuple[str | None, bool]:
+        """The VIP test the router uses with `vip_lookup="directory"`: the
+        caller's number in the customer directory, tier vip."""
+        customer = await self.customers.by_phone(number)
+        return (None, False) if customer is None else (customer.id, customer.tier == "vip")
 
     @property
     def http_port(self) -> int:

@@ -31,7 +31,7 @@ from cti.center import Center, center_from
 from cti.config import load_settings
 from cti.customers.demo import demo_customers, load_demo, standard_numbers, vip_numbers
 from cti.logs import configure_logging
-from cti.serve import customer_vip_lookup, run_until_signalled
+from cti.serve import run_until_signalled
 from cti.sim.population import demo_population
 from cti.sim.server import SimSettings, start_sim
 from cti.store.connection import open_store
@@ -213,7 +213,7 @@ async def _run_in(args: argparse.Namespace, workdir: Path) -> int:
     store = await open_store(url)
     try:
         await load_demo(store, customers)
-        server = Server(settings, center, store, vip_lookup=await customer_vip_lookup(store))
+        server = Server(settings, center, store, vip_lookup="directory")
         stop = asyncio.Event()
         if args.duration is not None:
             asyncio.get_running_loop().call_later(args.duration, stop.set)

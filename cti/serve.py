@@ -9,7 +9,7 @@ import contextlib
 import gc
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import structlog
@@ -18,12 +18,10 @@ from cti.app import Server
 from cti.center import Center, CenterError, load_center
 from cti.config import ConfigError, Settings, load_settings
 from cti.logs import configure_logging
-from cti.store.connection import Store, open_store
-from cti.switchboard import VipLookup
+from cti.store.connection import open_store
 
 log = structlog.get_logger(__name__)
 
-VipLookupFactory = Callable[[Store], Awaitable[VipLookup | None]]
 
 
 def load(config: Path | None) -> tuple[Settings, Center] | int:
@@ -66,22 +64,6 @@ async def run_until_signalled(server: Server, stop: asyncio.Event | None = None,
         await server.stop()
 
 
-async def customer_vip_lookup(store: Store) -> VipLookup | None:
-    """The VIP test the router uses: the caller's number in the customer
-    directory, tier vip."""
-    from cti.customers.store import CustomerStore  # noqa: PLC0415
-
-    customers = CustomerStore(store.redis)
-
-    async def lookup(number: str) -> tuple[str | None, bool]:
-        customer = await customers.by_phone(number)
-        if customer is None:
-            return None, False
-        return customer.id, customer.tier == "vip"
-
-    return lookup
-
-
 def main(config: Path | None) -> int:
     loaded = load(config)
     if isinstance(loaded, int):
@@ -93,7 +75,7 @@ def main(config: Path | None) -> int:
         url = settings.redis.url.get_secret_value() if settings.redis.url else None
         store = await open_store(url)
         try:
-            server = Server(settings, center, store, vip_lookup=await customer_vip_lookup(store))
+            server = Server(settings, center, store, vip_lookup="directory")
             log.info("server.starting", services=sorted(center.policy.services),
                      agents=len(center.agents), store=store.description)
             await run_until_signalled(server)

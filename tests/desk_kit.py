@@ -21,7 +21,6 @@ from cti.auth import hash_password
 from cti.center import Center, center_from
 from cti.config import load_settings
 from cti.customers.models import Contact, parse_customer
-from cti.serve import customer_vip_lookup
 from cti.sim.server import Sim, start_sim
 from cti.store.connection import Store, open_store
 from tests.ami_client import AmiClient
@@ -96,7 +95,7 @@ async def rig(tmp: Path, agents: list[tuple[str, str]], *, speed: float = 1.0,
     (tmp / "flows").mkdir(exist_ok=True)
     settings = load_settings(None, env)
     center = desk_center(agents, password_hash=hash_password(PASSWORD), skills=skills)
-    server = Server(settings, center, store, vip_lookup=await customer_vip_lookup(store))
+    server = Server(settings, center, store, vip_lookup="directory")
     ami: AmiClient | None = None
     try:
         await add_customers(server)
