@@ -195,7 +195,7 @@ async def _run_in(args: argparse.Namespace, workdir: Path) -> int:
     env = {key: value for key, value in os.environ.items() if key.startswith("CTI_")}
     # The callers go through the server's IVR (dialplans/ivr/main.yaml) as
     # [cti-inbound] of dialplans/cti.conf does on Asterisk.
-    agi_port = env.get("CTI_AGI_PORT") or str(_free_port())
+    agi_port = env.get("CTI_AGI_PORT") or str(_free_port(avoid=args.port))
     env["CTI_AGI_PORT"] = agi_port
     sim = await start_sim(SimSettings(port=0, secret=secret, seed=args.seed,
                                       population=population, inbound_agi=True,
@@ -227,10 +227,15 @@ async def _run_in(args: argparse.Namespace, workdir: Path) -> int:
     return 0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def _free_port(avoid: int = 0) -> int:
+    """A free loopback port, never `avoid` (the HTTP port asked for, which
+    the kernel may hand out again while nothing listens on it yet)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port != avoid:
+            return port
 
 
 def _announce(server: Server, ami_port: int, args: argparse.Namespace, rate: float) -> None:

@@ -29,6 +29,15 @@ async def test_demo_serves_its_pages_and_ends_with_the_kpi_line() -> None:
         await asyncio.to_thread(wait_for_port, port, 30.0)
         async with aiohttp.ClientSession() as http:
             base = f"http://127.0.0.1:{port}"
+            async with asyncio.timeout(30):  # the demo's own HTTP, not just a port
+                while True:
+                    try:
+                        async with http.get(f"{base}/healthz") as health:
+                            if health.status == 200:
+                                break
+                    except aiohttp.ClientError:
+                        pass
+                    await asyncio.sleep(0.2)
             login = await http.post(f"{base}/api/v1/login",
                                     json={"username": "1001", "password": "demo"})
             assert login.status == 200, await login.text()
