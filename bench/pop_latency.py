@@ -64,6 +64,26 @@ from cti.switchboard import TaskOffered
 from tests.ami_client import AmiClient
 
 SECRET = "bench-secret"
+GREETING_FLOW = """\
+description: Bench greeting, then support
+language: en
+fallback_service: support
+dids: ["0140000001"]
+start: identify
+steps:
+  - id: identify
+    type: identify
+    by: caller
+    next: welcome
+    on_not_found: welcome
+  - id: welcome
+    type: play
+    prompt: {en: cti/welcome}
+    next: handoff
+  - id: handoff
+    type: handoff
+    service: support
+"""
 VIP = "+33612345678"
 
 
@@ -112,16 +132,24 @@ def _pct(values: list[float], q: float) -> float:
 
 
 async def _pops(args: argparse.Namespace, url: str | None) -> tuple[list[float], int]:
-    population = demo_population(args.agents, seed=1, calls_per_hour=0, vip_share=0,
-                                 vip_numbers=(), ring_s=(5.0, 5.0), talk_s=600.0,
-                                 no_answer_odds=0.0, busy_odds=0.0)
-    sim = await start_sim(SimSettings(port=0, secret=SECRET, population=population))
+    sim: Any = None
+    agi_port = _free_port()
+    if args.sim_in_process:
+        sim = await start_sim(_sim_settings(args.agents, agi_port))
+        sim_port = sim.port
+    else:
+        sim = await _child(["--sim-for", str(args.agents), "--agi-port", str(agi_port)], b"")
+        sim_port = int(sim.first_line)
     store = await open_store(url)
-    env = {"CTI_AMI_PORT": str(sim.port), "CTI_AMI_SECRET": SECRET,
+    env = {"CTI_AMI_PORT": str(sim_port), "CTI_AMI_SECRET": SECRET,
            "CTI_HTTP_PORT": str(_free_port()), "CTI_AGI_PORT": str(_free_port()),
            "CTI_AMI_PING_INTERVAL": "5", "CTI_LOG_LEVEL": "warning", "CTI_LOG_FORMAT": "json"}
     flows = Path(tempfile.mkdtemp())
+    # Callers come in through [cti-inbound] and the server's IVR, as
+    # dialplans/cti.conf sends them on Asterisk: a greeting, then support.
+    (flows / "greeting.yaml").write_text(GREETING_FLOW)
     env["CTI_CENTER_FLOWS"] = str(flows)
+    env["CTI_AGI_PORT"] = str(agi_port)
     settings = load_settings(None, env)
     configure_logging("json", "warning")
     server = Server(settings, _center(args.agents), store,
@@ -173,7 +201,7 @@ async def _pops(args: argparse.Namespace, url: str | None) -> tuple[list[float],
         else:
             child = await _desks_process(base, list(tokens.values()), received)
         await asyncio.sleep(1.0)
-        ami = await AmiClient.connect(sim.port)
+        ami = await AmiClient.connect(sim_port)
         await ami.login(secret=SECRET)
         for index in range(args.calls):
             number = VIP if index % 2 == 0 else f"+3361{index:07d}"
@@ -203,8 +231,63 @@ async def _pops(args: argparse.Namespace, url: str | None) -> tuple[list[float],
         if ami is not None:
             await ami.close()
         await server.stop()
-        await sim.close()
+        if isinstance(sim, _Child):
+            await sim.stop()
+        else:
+            await sim.close()
         await store.close()
+
+
+def _sim_settings(agents: int, agi_port: int) -> SimSettings:
+    population = demo_population(agents, seed=1, calls_per_hour=0, vip_share=0,
+                                 vip_numbers=(), ring_s=(5.0, 5.0), talk_s=600.0,
+                                 no_answer_odds=0.0, busy_odds=0.0)
+    return SimSettings(port=0, secret=SECRET, population=population, inbound_agi=True,
+                       agi_url=f"agi://127.0.0.1:{agi_port}")
+
+
+class _Child:
+    """A child process of this script: its first stdout line, then it runs
+    until its stdin is closed."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, first_line: str) -> None:
+        self.proc = proc
+        self.first_line = first_line
+
+    async def stop(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            await asyncio.wait_for(self.proc.wait(), 20)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+async def _child(mode: list[str], stdin: bytes) -> _Child:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, *mode, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    if stdin:
+        proc.stdin.write(stdin)
+        await proc.stdin.drain()
+    line = await asyncio.wait_for(proc.stdout.readline(), 120)
+    if not line.strip():
+        raise RuntimeError(f"{mode[0]} process did not start")
+    return _Child(proc, line.decode().strip())
+
+
+async def _sim_child(agents: int, agi_port: int) -> None:
+    """The simulated PBX in its own process, as Asterisk is in production."""
+    loop = asyncio.get_running_loop()
+    stdin = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
+    sim = await start_sim(_sim_settings(agents, agi_port))
+    sys.stdout.write(f"{sim.port}\n")
+    sys.stdout.flush()
+    await stdin.read()
+    await sim.close()
 
 
 async def _desk(http: aiohttp.ClientSession, base: str, token: str,
@@ -225,26 +308,20 @@ class _DesksProcess:
     stdin, "ready" once all are connected, then one line per pop received,
     `<call id> <perf_counter>`; stdin closed ends it."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, received: dict[str, float]) -> None:
-        self.proc = proc
+    def __init__(self, child: _Child, received: dict[str, float]) -> None:
+        self.child = child
         self.received = received
         self.reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
-        assert self.proc.stdout is not None
-        async for line in self.proc.stdout:
+        assert self.child.proc.stdout is not None
+        async for line in self.child.proc.stdout:
             call, _, at = line.decode().strip().partition(" ")
             if at:
                 self.received.setdefault(call, float(at))
 
     async def stop(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        try:
-            await asyncio.wait_for(self.proc.wait(), 20)
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
+        await self.child.stop()
         self.reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self.reader
@@ -252,16 +329,10 @@ class _DesksProcess:
 
 async def _desks_process(base: str, tokens: list[str],
                          received: dict[str, float]) -> _DesksProcess:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--desks-for", base,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
-    assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.write((json.dumps(tokens) + "\n").encode())
-    await proc.stdin.drain()
-    line = await asyncio.wait_for(proc.stdout.readline(), 120)
-    if line.strip() != b"ready":
-        raise RuntimeError(f"desk process did not start: {line!r}")
-    return _DesksProcess(proc, received)
+    child = await _child(["--desks-for", base], (json.dumps(tokens) + "\n").encode())
+    if child.first_line != "ready":
+        raise RuntimeError(f"desk process did not start: {child.first_line!r}")
+    return _DesksProcess(child, received)
 
 
 async def _desks_child(base: str) -> None:
@@ -351,6 +422,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "bench": "pop_latency", "agents_connected": args.agents, "calls": args.calls,
         "pops_received": len(pops), "store": "redis-server" if url else "in-process",
         "pop_bytes": size, "desks": "server's loop" if args.same_loop else "own process",
+        "sim": "server's loop" if args.sim_in_process else "own process",
         "pop_ms": {"p50": round(p50, 3), "p99": round(p99, 3), "max": round(max(pops), 3)},
         "baseline_ms": {"p50": round(b50, 3), "p99": round(b99, 3)},
         "ratio": {"p50": round(p50 / b50, 2), "p99": round(p99 / b99, 2)},
@@ -366,10 +438,17 @@ if __name__ == "__main__":
     parser.add_argument("--baseline", type=int, default=2000, help="baseline round trips")
     parser.add_argument("--same-loop", action="store_true",
                         help="run the desks on the server's event loop")
-    parser.add_argument("--desks-for", help=argparse.SUPPRESS)  # the child process
+    parser.add_argument("--sim-in-process", action="store_true",
+                        help="run the simulated PBX on the server's event loop")
+    parser.add_argument("--desks-for", help=argparse.SUPPRESS)  # the child processes
+    parser.add_argument("--sim-for", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--agi-port", type=int, help=argparse.SUPPRESS)
     parsed = parser.parse_args()
     if parsed.desks_for:
         asyncio.run(_desks_child(parsed.desks_for))
+        sys.exit(0)
+    if parsed.sim_for:
+        asyncio.run(_sim_child(parsed.sim_for, parsed.agi_port))
         sys.exit(0)
     if not (1 <= parsed.agents <= 5000 and 1 <= parsed.calls <= parsed.agents
             and 1 <= parsed.baseline <= 100_000):

@@ -26,10 +26,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from cti.auth import SessionKeys
+from cti.calls.memo import CallMemo
 from cti.calls.model import CallEnded, CallState
 from cti.calls.tracker import DialplanContexts, Tracker
 from cti.center import Center
 from cti.config import Settings
+from cti.customers.profiles import CallerProfiles
 from cti.customers.store import CustomerStore
 from cti.features import Feature, installers
 from cti.kpi.run import RunStats
@@ -71,6 +73,10 @@ class Server:
                                                 callback=dialplan.callback))
         self.link = self._new_link()
         self.customers = CustomerStore(store.redis, region=settings.numbers.default_region)
+        # Read ahead for the screen pop (the caller's profile while they are
+        # in the IVR; the IVR outcome and transfer notes this process wrote).
+        self.profiles = CallerProfiles(self.customers, clock=clock)
+        self.call_memo = CallMemo()
         self.switchboard = Switchboard(
             center, self.tracker, self._send, Reservations(store.redis), clock=clock,
             vip_lookup=self._directory_vip if vip_lookup == "directory" else vip_lookup)
@@ -98,8 +104,9 @@ class Server:
     async def _directory_vip(self, number: str) -> tuple[str | None, bool]:
         """The VIP test the router uses with `vip_lookup="directory"`: the
         caller's number in the customer directory, tier vip."""
-        customer = await self.customers.by_phone(number)
-        return (None, False) if customer is None else (customer.id, customer.tier == "vip")
+        profile = await self.profiles.by_phone(number)
+        return (None, False) if profile is None else (profile.customer.id,
+                                                      profile.customer.tier == "vip")
 
     @property
     def http_port(self) -> int:

@@ -342,6 +342,12 @@ class Switchboard:
         if isinstance(event, ev.DialplanStep) \
                 and event.kind is ev.DialplanStepKind.RING_NO_ANSWER:
             self._on_rona(event)
+        elif isinstance(event, ev.CallerIdChanged):
+            # An originated or forwarded call learns its caller after it
+            # started (Asterisk's NewCallerid): look them up now.
+            call = self.tracker.call_of(event.channel.uniqueid)
+            if call is not None:
+                self._look_up_early(call.id)
 
     async def _on_call_state(self, change: CallStateChanged) -> None:
         call = self.tracker.calls.get(change.call)

@@ -276,6 +276,26 @@ class CustomerStore:
         # says this customer.
         return customer if customer is not None and e164_number in customer.phones else None
 
+    async def with_history(self, customer_id: str | None, *, phone: str | None = None,
+                           limit: int) -> tuple[Customer, list[Contact]] | None:
+        """A customer and their last `limit` contacts in one round trip
+        (two when found by `phone`, an E.164 number, instead of by id)."""
+        if customer_id is None and phone is not None:
+            customer_id = await _text(self.redis.hget(self.keys.phones, phone))
+        if customer_id is None or not is_customer_id(customer_id):
+            return None
+        count = max(0, min(limit, self.history_max))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(self.keys.record(customer_id), "record")
+            pipe.lrange(self.keys.contacts(customer_id), 0, count - 1)
+            record, entries = await pipe.execute()
+        if record is None:
+            return None
+        customer = Customer.model_validate_json(record)
+        if phone is not None and phone not in customer.phones:
+            return None  # replaced between the two reads
+        return customer, [Contact.model_validate_json(entry) for entry in entries][:count]
+
     async def by_account(self, account: str) -> Customer | None:
         customer_id = await _text(self.redis.hget(self.keys.accounts, account))
         if customer_id is None:

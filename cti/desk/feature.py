@@ -21,7 +21,8 @@ class DeskFeature:
             agent_id, _, token = entry.get_secret_value().partition(":")
             static[token] = agent_id
         self.hub = Hub()
-        self.pops = PopBuilder(server.store.redis, server.customers)
+        self.pops = PopBuilder(server.store.redis, server.customers, profiles=server.profiles,
+                               memo=server.call_memo)
         self.service = DeskService(server.center, server.switchboard, server.customers,
                                    self.pops, self.hub, clock=server.clock)
         self.auth = DeskAuth(server.center, server.sessions, static, hours=http.session_hours,

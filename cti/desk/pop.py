@@ -20,7 +20,9 @@ import redis.asyncio as aioredis
 import structlog
 from pydantic import ValidationError
 
+from cti.calls.memo import CallMemo
 from cti.customers.models import Contact, Customer, is_customer_id
+from cti.customers.profiles import CallerProfiles, Profile
 from cti.customers.store import CustomerStore
 from cti.desk.protocol import ContactView, CustomerView, IvrView, NoteView, PopView
 
@@ -29,6 +31,9 @@ log = structlog.get_logger(__name__)
 HISTORY = 5
 NOTES_TTL_S = 86_400
 MAX_NOTES = 20
+
+
+Identified = Literal["ivr", "account", "phone", "unknown"]
 
 
 def ivr_key(call_id: str) -> str:
@@ -54,11 +59,45 @@ class Offer:
 
 
 class PopBuilder:
+    """Builds pops. `build_now` uses only memory (the profile read while the
+    caller was in the IVR, what this process wrote about the call) and
+    gives None when that is not enough; `build` reads Redis."""
+
     def __init__(self, redis: aioredis.Redis, customers: CustomerStore, *,
+                 profiles: CallerProfiles | None = None, memo: CallMemo | None = None,
                  history: int = HISTORY) -> None:
         self._redis = redis
         self._customers = customers
-        self._history = history
+        self._profiles = profiles
+        self._memo = memo if memo is not None else CallMemo()
+        self._history = history if profiles is None else min(history, profiles.history)
+
+    def build_now(self, offer: Offer) -> PopView | None:
+        """The pop from memory alone, or None when a part of it is only in
+        Redis (a caller whose profile was not read ahead, an IVR that
+        identified someone not read ahead)."""
+        profiles = self._profiles
+        if profiles is None:
+            return None
+        raw_ivr = self._memo.ivr(offer.call_id)
+        ivr = _ivr(offer.call_id, raw_ivr)
+        profile: Profile | None
+        identified_by: Identified
+        if ivr is not None and ivr.customer_id:
+            known, profile = profiles.known_id(ivr.customer_id)
+            if not known:
+                return None
+            identified_by = "ivr"
+        else:
+            profile = None
+        if profile is None:
+            if offer.caller_number:
+                known, profile = profiles.known_phone(offer.caller_number)
+                if not known:
+                    return None
+            identified_by = "unknown" if profile is None else "phone"
+        return self._assemble(offer, ivr, profile, identified_by,
+                              self._memo.notes(offer.call_id))
 
     async def build(self, offer: Offer) -> PopView:
         # One round trip in the common case: the IVR outcome, the notes, and
@@ -77,17 +116,24 @@ class PopBuilder:
             replies = await pipe.execute()
         raw_ivr, raw_notes = replies[0], replies[1]
         ivr = _ivr(offer.call_id, raw_ivr)
-        prefetched: tuple[Customer, list[Contact]] | None = None
+        prefetched: Profile | None = None
         if known is not None and replies[2] is not None:
-            prefetched = (Customer.model_validate_json(replies[2]),
-                          [Contact.model_validate_json(entry) for entry in replies[3]])
+            prefetched = Profile(Customer.model_validate_json(replies[2]),
+                                 tuple(Contact.model_validate_json(entry)
+                                       for entry in replies[3]))
         customer, identified_by = await self._identify(offer, ivr, prefetched)
         if customer is None:
-            history: list[Contact] = []
-        elif prefetched is not None and prefetched[0].id == customer.id:
-            history = prefetched[1]
+            profile = None
+        elif prefetched is not None and prefetched.customer.id == customer.id:
+            profile = prefetched
         else:
-            history = await self._customers.history(customer.id, self._history)
+            profile = Profile(customer, tuple(
+                await self._customers.history(customer.id, self._history)))
+        return self._assemble(offer, ivr, profile, identified_by, raw_notes)
+
+    def _assemble(self, offer: Offer, ivr: IvrView | None, profile: Profile | None,
+                  identified_by: Identified, raw_notes: list[Any]) -> PopView:
+        customer = None if profile is None else profile.customer
         return PopView(
             call_id=offer.call_id, caller_number=offer.caller_number,
             caller_name=offer.caller_name, identified_by=identified_by,
@@ -95,38 +141,50 @@ class PopBuilder:
             vip=offer.vip or (customer is not None and customer.vip),
             service=offer.service, rule=offer.rule, waited_s=round(offer.waited_s, 1),
             ivr=ivr,
-            history=[ContactView.model_validate(contact.model_dump()) for contact in history],
+            history=[] if profile is None else [
+                ContactView.model_validate(contact.model_dump())
+                for contact in profile.history[:self._history]],
             previous_notes=_notes(offer.call_id, raw_notes),
         )
 
     async def _identify(self, offer: Offer, ivr: IvrView | None,
-                        prefetched: tuple[Customer, list[Contact]] | None) -> tuple[
-            Customer | None, Literal["ivr", "account", "phone", "unknown"]]:
+                        prefetched: Profile | None) -> tuple[Customer | None, Identified]:
         if ivr is not None and ivr.customer_id:
-            if prefetched is not None and prefetched[0].id == ivr.customer_id:
-                return prefetched[0], "ivr"
+            if prefetched is not None and prefetched.customer.id == ivr.customer_id:
+                return prefetched.customer, "ivr"
             customer = await self._customers.get(ivr.customer_id)
             if customer is not None:
                 return customer, "ivr"
         if prefetched is not None:
-            return prefetched[0], "phone"
-        if offer.caller_number and prefetched is None:
+            return prefetched.customer, "phone"
+        if offer.caller_number:
             customer = await self._customers.by_phone(offer.caller_number)
             if customer is not None:
                 return customer, "phone"
         return None, "unknown"
 
+    def contact_added(self, customer_id: str, contact: Contact) -> None:
+        if self._profiles is not None:
+            self._profiles.contact_added(customer_id, contact)
+
+    def forget(self, call_id: str) -> None:
+        """The call ended: what memory held for its pop can go."""
+        self._memo.forget(call_id)
+
     async def add_note(self, call_id: str, note: NoteView) -> None:
         """Keep an agent's notes with the call, for the next agent's pop."""
         key = notes_key(call_id)
+        text = note.model_dump_json()
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.rpush(key, note.model_dump_json())
+            pipe.rpush(key, text)
             pipe.ltrim(key, -MAX_NOTES, -1)
             pipe.expire(key, NOTES_TTL_S)
             await pipe.execute()
+        self._memo.add_note(call_id, text, keep=MAX_NOTES)
 
     async def remove_note(self, call_id: str, note: NoteView) -> None:
         """Take back a note whose transfer did not happen."""
+        self._memo.remove_note(call_id, note.model_dump_json())
         await self._redis.lrem(notes_key(call_id), -1, note.model_dump_json())
 
 

@@ -211,7 +211,33 @@ class DeskService:
         desk = self._desk(agent_id)
         desk.offer = offer
         desk.pop = None
-        self._jobs.spawn(self._pop(agent_id, offer), f"pop-{event.call}")
+        pop = self.pops.build_now(offer)
+        if pop is None:
+            self._jobs.spawn(self._pop(agent_id, offer), f"pop-{event.call}")
+            return
+        # Everything was in memory: the pop leaves now, inside the routing
+        # decision; Redis is read after it for what another process wrote.
+        desk.pop = pop
+        self.hub.publish(agent_id, PopMessage(pop=pop))
+        log.info("desk.pop_sent", agent_id=agent_id, call_id=offer.call_id,
+                 identified_by=pop.identified_by, vip=pop.vip, build_ms=0.0)
+        self._jobs.spawn(self._confirm(agent_id, offer, pop), f"pop-check-{event.call}")
+
+    async def _confirm(self, agent_id: str, offer: Offer, sent: PopView) -> None:
+        """Read the pop from Redis after it was sent from memory; when it
+        differs (an IVR outcome or notes written by another node, a record
+        changed meanwhile), the desk gets the new one."""
+        pop = await self.pops.build(offer)
+        desk = self._desk(agent_id)
+        if desk.offer is not offer and (desk.last_call is None
+                                        or desk.last_call.call_id != offer.call_id):
+            return  # withdrawn or replaced meanwhile
+        if pop == sent or desk.pop is None or desk.pop.call_id != offer.call_id:
+            return
+        pop = pop.model_copy(update={"progress": desk.pop.progress})
+        desk.pop = pop
+        self.hub.publish(agent_id, PopMessage(pop=pop))
+        log.info("desk.pop_updated", agent_id=agent_id, call_id=offer.call_id)
 
     async def _pop(self, agent_id: str, offer: Offer) -> None:
         started = self._now()
@@ -231,6 +257,7 @@ class DeskService:
 
     def _on_finished(self, event: CallFinished) -> None:
         call_id = event.event.record.call
+        self.pops.forget(call_id)
         for agent_id, desk in self._desks.items():
             last = desk.last_call
             if last is None or last.call_id != call_id or last.ended:
@@ -279,6 +306,7 @@ class DeskService:
         except UnknownCustomer:
             log.warning("desk.contact_customer_gone", customer_id=customer_id, call_id=call_id)
             return
+        self.pops.contact_added(customer_id, contact)
         log.info("desk.contact_recorded", customer_id=customer_id, call_id=call_id,
                  agent_id=contact.agent_id, disposition=contact.disposition)
 

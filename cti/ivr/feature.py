@@ -125,13 +125,23 @@ class IvrFeature:
         # uniqueid is the Linkedid, the call id; the tracker knows for sure.
         call = self._server.tracker.call_of(outcome.call)
         call_id = call.id if call is not None else outcome.call
+        text = json.dumps(pop_of(outcome))
+        # In memory first: the pop of a call this process ran the IVR of
+        # needs no read (and has it even when Redis refuses the write).
+        self._server.call_memo.put_ivr(call_id, text)
         try:
-            await self._server.store.redis.set(outcome_key(call_id), json.dumps(pop_of(outcome)),
-                                               ex=OUTCOME_TTL_S)
+            await self._server.store.redis.set(outcome_key(call_id), text, ex=OUTCOME_TTL_S)
         except (RedisError, OSError) as exc:
-            # The call goes on without its pop: routing has the variables.
+            # Other nodes' pops go without it: routing has the variables.
             self.not_stored += 1
             log.error("ivr.outcome_not_stored", call=call_id, reason=str(exc))
+        if outcome.customer is not None:
+            # Read ahead the profile of the customer the caller proved to
+            # be; without it the pop reads it when the call is offered.
+            try:
+                await self._server.profiles.by_id(outcome.customer)
+            except (RedisError, OSError) as exc:
+                log.warning("ivr.profile_not_read", call=call_id, reason=str(exc))
 
 
 def _log_report(report: ReloadReport) -> None:
