@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import structlog
 
@@ -115,7 +116,26 @@ OnOffer = Callable[[Agent, Task], Awaitable[str | None]]
 OnResult = Callable[[DetachedResult], Awaitable[None]]
 
 
-SwitchboardEvent = AgentChanged | TaskQueued | TaskOffered | CallFinished
+@dataclass(frozen=True, slots=True)
+class QueueRing:
+    """Asterisk's own queue (app_queue, any strategy: ringall rings several
+    agents at once) rang an agent for a call, the agent answered it, or
+    their phone stopped ringing. The switchboard does not route these
+    calls; the desk follows them."""
+
+    call: str
+    agent_id: str
+    queue: str
+    kind: Literal["ringing", "answered", "stopped"]
+    at: float
+
+
+_QUEUE_RING_KINDS: dict[str, Literal["ringing", "answered", "stopped"]] = {
+    "called": "ringing", "connected": "answered", "ring_no_answer": "stopped",
+    "dumped": "stopped"}
+
+
+SwitchboardEvent = AgentChanged | TaskQueued | TaskOffered | CallFinished | QueueRing
 Listener = Callable[[SwitchboardEvent], None]
 
 
@@ -151,6 +171,7 @@ class Switchboard:
         self.decisions = 0
         for agent in center.agents:
             self._put(agent)
+        self._by_interface = {agent.interface: agent.id for agent in center.agents}
 
     # -- agents' requests -------------------------------------------------------
 
@@ -342,6 +363,8 @@ class Switchboard:
         if isinstance(event, ev.DialplanStep) \
                 and event.kind is ev.DialplanStepKind.RING_NO_ANSWER:
             self._on_rona(event)
+        elif isinstance(event, ev.QueueAgentEvent):
+            self._on_queue_ring(event)
         elif isinstance(event, ev.CallerIdChanged):
             # An originated or forwarded call learns its caller after it
             # started (Asterisk's NewCallerid): look them up now.
@@ -362,7 +385,17 @@ class Switchboard:
         elif change.state is CallState.TALKING:
             self._on_answered(call, change.at)
 
+    def _on_queue_ring(self, event: ev.QueueAgentEvent) -> None:
+        kind = _QUEUE_RING_KINDS.get(event.kind)
+        call = None if event.caller is None else self.tracker.call_of(event.caller)
+        agent_id = self._by_interface.get(event.interface)
+        if kind is None or call is None or agent_id is None:
+            return
+        self._emit(QueueRing(call.id, agent_id, event.queue, kind, event.at))
+
     async def _on_waiting(self, call: Call, at: float) -> None:
+        if call.queue is not None:
+            return  # in Asterisk's own queue: app_queue distributes it
         info = self.tasks.get(call.id)
         if info is None:
             if not self._accepting:

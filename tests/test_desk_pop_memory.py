@@ -140,3 +140,54 @@ async def test_a_pop_sent_from_memory_is_updated_with_what_another_node_wrote(
         assert snapshot["pop"]["ivr"]["flow"] == "main"
         await other.close()
         await desk.close()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.integration
+async def test_a_ringall_queue_call_pops_on_every_rung_desk_and_stays_with_the_answerer(
+        tmp_path: Path) -> None:
+    """Asterisk's own queue (app_queue `helpdesk`, strategy ringall, as in
+    recording 05) rings Frank (answers after 1 s) and Heidi (2 s) at once:
+    both desks get the pop, Heidi's is withdrawn when Frank answers, and
+    the router never takes the call out of Asterisk's queue."""
+    async with rig(tmp_path, [("1005", "Frank"), ("1007", "Heidi")]) as r, \
+            aiohttp.ClientSession() as http:
+        frank = await DeskClient.open(http, r.base, await login(http, r.base, "1005"))
+        heidi = await DeskClient.open(http, r.base, await login(http, r.base, "1007"))
+        for desk in (frank, heidi):
+            await desk.of_type("snapshot")
+            assert (await desk.command("ready"))["type"] == "ack"
+        for agent in ("1005", "1007"):
+            added = await r.ami.action("QueueAdd", ("Queue", "helpdesk"),
+                                       ("Interface", f"Local/{agent}@sim-agent"))
+            assert added.response == "Success", added
+        decisions = r.server.switchboard.decisions
+        answer = await r.ami.action(
+            "Originate", ("Channel", "Local/60@sim-caller"), ("Context", "queue-inbound"),
+            ("Exten", "helpdesk"), ("Priority", "1"),
+            ("CallerID", f'"Alice" <{VIP_NUMBER}>'), ("Async", "true"))
+        assert answer.response == "Success", answer
+
+        on_frank = (await frank.of_type("pop"))["pop"]
+        on_heidi = (await heidi.of_type("pop"))["pop"]
+        assert on_frank["call_id"] == on_heidi["call_id"]
+        assert on_frank["customer"]["name"] == "Alice Dupont" and on_frank["vip"] is True
+        assert on_frank["service"] == "helpdesk"
+        call_id = on_frank["call_id"]
+        await frank.of_type("call_progress", call_id=call_id, progress="connected")
+        withdrawn = await heidi.of_type("pop_withdrawn", call_id=call_id)
+        assert withdrawn["reason"] == "answered_elsewhere"
+        assert not [m for m in frank.messages if m["type"] == "pop_withdrawn"]
+        # Frank's call: he can record its disposition once it ends.
+        tracker = r.server.tracker
+        caller = tracker.channels[tracker.calls[call_id].customer or ""].name
+        hangup = await r.ami.action("Hangup", ("Channel", caller))
+        assert hangup.response == "Success", hangup
+        await frank.of_type("call_progress", call_id=call_id, progress="ended")
+        ack = await frank.command("disposition", call_id=call_id, disposition="resolved")
+        assert ack["type"] == "ack" and ack["result"]["customer_id"] == "c-vip"
+        refused = await heidi.command("disposition", call_id=call_id, disposition="resolved")
+        assert refused["type"] == "error" and refused["code"] == "unknown_call"
+        assert r.server.switchboard.decisions == decisions  # app_queue's call, not routed
+        for desk in (frank, heidi):
+            await desk.close()

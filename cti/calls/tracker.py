@@ -368,6 +368,13 @@ class Tracker:
             call.wait_started_at = event.at
         self._set_state(call, CallState.WAITING, event.at, changes)
 
+    def _on_queue_leave(self, event: ev.QueueCallerLeft, changes: list[CallChange]) -> None:
+        """Out of Asterisk's queue (answered, abandoned, or timed out and on
+        through the dialplan): no longer app_queue's to distribute."""
+        channel = self._upsert(event.channel, event.at, changes)
+        if channel is not None:
+            self.calls[channel.call].queue = None
+
     def _on_queue_agent(self, event: ev.QueueAgentEvent, changes: list[CallChange]) -> None:
         if event.caller is None:
             return
@@ -540,6 +547,7 @@ _HANDLERS: dict[type, _Handler] = {
     ev.HoldChanged: Tracker._on_hold,
     ev.MusicOnHoldChanged: Tracker._on_hold,
     ev.QueueCallerJoined: Tracker._on_queue_join,
+    ev.QueueCallerLeft: Tracker._on_queue_leave,
     ev.QueueAgentEvent: Tracker._on_queue_agent,
     ev.OriginateResult: Tracker._on_originate,
     ev.ChannelsSnapshot: Tracker._on_snapshot,

@@ -204,7 +204,7 @@ class PopMessage(_ServerMessage):
 class PopWithdrawn(_ServerMessage):
     type: Literal["pop_withdrawn"] = "pop_withdrawn"
     call_id: str
-    reason: Literal["not_answered", "caller_gone", "transferred"]
+    reason: Literal["not_answered", "caller_gone", "transferred", "answered_elsewhere"]
 
 
 class CallProgress(_ServerMessage):

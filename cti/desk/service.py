@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Literal
 
 import structlog
 
@@ -43,7 +44,14 @@ from cti.desk.protocol import (
     Transfer,
 )
 from cti.routing import Agent, AgentState, IllegalTransition, TransferRefused, UnknownService
-from cti.switchboard import AgentChanged, CallFinished, Switchboard, SwitchboardEvent, TaskOffered
+from cti.switchboard import (
+    AgentChanged,
+    CallFinished,
+    QueueRing,
+    Switchboard,
+    SwitchboardEvent,
+    TaskOffered,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -168,6 +176,8 @@ class DeskService:
             self._on_offer(event)
         elif isinstance(event, CallFinished):
             self._on_finished(event)
+        elif isinstance(event, QueueRing):
+            self._on_queue_ring(event)
 
     def _on_agent(self, agent: Agent) -> None:
         desk = self._desk(agent.id)
@@ -211,9 +221,13 @@ class DeskService:
         desk = self._desk(agent_id)
         desk.offer = offer
         desk.pop = None
+        self._send_pop(agent_id, offer)
+
+    def _send_pop(self, agent_id: str, offer: Offer) -> None:
+        desk = self._desk(agent_id)
         pop = self.pops.build_now(offer)
         if pop is None:
-            self._jobs.spawn(self._pop(agent_id, offer), f"pop-{event.call}")
+            self._jobs.spawn(self._pop(agent_id, offer), f"pop-{offer.call_id}")
             return
         # Everything was in memory: the pop leaves now, inside the routing
         # decision; Redis is read after it for what another process wrote.
@@ -221,7 +235,7 @@ class DeskService:
         self.hub.publish(agent_id, PopMessage(pop=pop))
         log.info("desk.pop_sent", agent_id=agent_id, call_id=offer.call_id,
                  identified_by=pop.identified_by, vip=pop.vip, build_ms=0.0)
-        self._jobs.spawn(self._confirm(agent_id, offer, pop), f"pop-check-{event.call}")
+        self._jobs.spawn(self._confirm(agent_id, offer, pop), f"pop-check-{offer.call_id}")
 
     async def _confirm(self, agent_id: str, offer: Offer, sent: PopView) -> None:
         """Read the pop from Redis after it was sent from memory; when it
@@ -255,10 +269,63 @@ class DeskService:
                  identified_by=pop.identified_by, vip=pop.vip,
                  build_ms=round((self._now() - started) * 1000, 1))
 
+    # -- calls Asterisk's own queues distribute (app_queue) --------------------------
+
+    def _on_queue_ring(self, event: QueueRing) -> None:
+        """The pop on each desk app_queue rings (one, or several with the
+        ringall strategy), kept by the one who answers, withdrawn from the
+        others. The agents' routing states are not touched: these calls
+        are not the router's."""
+        agent_id, call_id = event.agent_id, event.call
+        desk = self._desk(agent_id)
+        offered = desk.offer is not None and desk.offer.call_id == call_id
+        if event.kind == "ringing" or (event.kind == "answered" and not offered):
+            call = self.switchboard.tracker.calls.get(call_id)
+            waited = 0.0 if call is None or call.wait_started_at is None \
+                else max(0.0, event.at - call.wait_started_at)
+            desk.offer = Offer(
+                call_id=call_id, caller_number=None if call is None else call.caller_number,
+                caller_name=None if call is None else call.caller_name, service=event.queue,
+                rule=f"Asterisk queue {event.queue}", waited_s=waited, vip=False,
+                customer_id=None)
+            desk.pop = None
+            self._send_pop(agent_id, desk.offer)
+            self.hub.publish(agent_id, CallProgress(call_id=call_id, progress="ringing"))
+            log.info("desk.queue_ringing", agent_id=agent_id, call_id=call_id,
+                     queue=event.queue)
+        if event.kind == "answered":
+            self._record_if_due(agent_id, desk, final=True)
+            desk.last_call = _LastCall(
+                call_id=call_id, service=event.queue,
+                customer_id=None if desk.pop is None or desk.pop.customer is None
+                else desk.pop.customer.id, connected_at=event.at)
+            if desk.pop is not None:
+                desk.pop = desk.pop.model_copy(update={"progress": "connected"})
+            self.hub.publish(agent_id, CallProgress(call_id=call_id, progress="connected"))
+            for other_id, other in self._desks.items():
+                if other_id != agent_id:
+                    self._withdraw(other_id, other, call_id, "answered_elsewhere")
+        elif event.kind == "stopped":
+            self._withdraw(agent_id, desk, call_id, "not_answered")
+
+    def _withdraw(self, agent_id: str, desk: _Desk, call_id: str,
+                  reason: Literal["not_answered", "caller_gone", "answered_elsewhere"]) -> None:
+        """Take back the pop of a call this desk was offered and did not
+        answer (a call it answered stays, it is the agent's last call)."""
+        if desk.offer is None or desk.offer.call_id != call_id:
+            return
+        if desk.last_call is not None and desk.last_call.call_id == call_id:
+            return
+        desk.offer = None
+        desk.pop = None
+        self.hub.publish(agent_id, PopWithdrawn(call_id=call_id, reason=reason))
+        log.info("desk.pop_withdrawn", agent_id=agent_id, call_id=call_id, reason=reason)
+
     def _on_finished(self, event: CallFinished) -> None:
         call_id = event.event.record.call
         self.pops.forget(call_id)
         for agent_id, desk in self._desks.items():
+            self._withdraw(agent_id, desk, call_id, "caller_gone")  # rang, never answered
             last = desk.last_call
             if last is None or last.call_id != call_id or last.ended:
                 continue
