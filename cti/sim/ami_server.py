@@ -148,7 +148,8 @@ class AmiServer:
                                                  ("LastReload", self.uptime())])
 
     async def _end_sessions(self) -> None:
-        for session in list(self.sessions):
+        sessions = list(self.sessions)
+        for session in sessions:
             session.closing = True
             session.writer.close()
         if self._tasks:
@@ -157,6 +158,11 @@ class AmiServer:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for session in sessions:
+            # A client that stopped reading leaves unsent events behind and
+            # the socket would wait for it forever (Server.wait_closed on
+            # Python 3.12+ waits for every connection): drop them.
+            session.writer.transport.abort()
 
     # ------------------------------------------------------------ events
     def broadcast(self, event: str, privilege: str, pairs: Pairs) -> None:
