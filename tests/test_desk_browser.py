@@ -1,34 +1,86 @@
-"""The /agent page in Debian's Chromium (headless, Playwright): the agent
-signs in, goes ready, a simulated VIP call rings, and the pop shows the
-customer's name, the VIP badge and the last contact while it rings."""
+"""The /agent page in Debian's Chromium (headless, Playwright) against the
+real processes: `cti serve` + `cti sim` + `redis-server` (tests/stack.py),
+the customer loaded with `cti customers import`. The agent signs in, goes
+ready, a simulated VIP call rings, and the pop shows the customer's name,
+the VIP badge and the last contact while it rings; the disposition at
+wrap-up lands in the customer's history."""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 
-from tests.desk_kit import PASSWORD, VIP_NUMBER, rig
+from cti.auth import hash_password
+from cti.customers.models import Contact
+from cti.customers.store import CustomerStore
+from tests.desk_kit import PASSWORD, VIP_NUMBER
+from tests.stack import ROOT, center_file, stack
 
-pytestmark = [pytest.mark.timeout(60), pytest.mark.browser]
+pytestmark = [pytest.mark.timeout(90), pytest.mark.browser, pytest.mark.integration]
 
 CHROMIUM = "/usr/bin/chromium"
+
+
+def import_customers(redis_url: str, tmp: Path, rows: list[dict[str, object]]) -> None:
+    """`cti customers import` of JSON lines, as an operator loads them."""
+    data = tmp / "customers.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CTI_")}
+    env.update({"PYTHONPATH": ROOT, "CTI_REDIS_URL": redis_url})
+    done = subprocess.run([sys.executable, "-m", "cti", "customers", "import", str(data)],
+                          env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+async def desk_stack_customers(redis_url: str, tmp: Path) -> CustomerStore:
+    """Alice (VIP, account 123456) with one earlier call, handled by Carol."""
+    import_customers(redis_url, tmp, [{"id": "c-vip", "name": "Alice Dupont", "tier": "vip",
+                                       "phones": [VIP_NUMBER], "account": "123456"}])
+    store = CustomerStore(aioredis.Redis.from_url(redis_url, decode_responses=True),
+                          region="FR")
+    await store.add_contact("c-vip", Contact(
+        at=time.time() - 86_400, channel="voice", direction="inbound", service="support",
+        agent_id="1002", agent_name="Carol", duration_s=120, outcome="handled",
+        disposition="resolved", notes="asked about her invoice"))
+    return store
+
+
+def desk_center(tmp: Path, agents: list[tuple[str, str]]) -> Path:
+    """Agents with passwords who start logged out; `support` (wrap-up 30 s)
+    escalates to `support-l2`."""
+    digest = hash_password(PASSWORD)
+    return center_file(
+        tmp, [{"id": agent_id, "name": name, "password_hash": digest,
+               "login_at_start": False, "skills": {"support": 9}}
+              for agent_id, name in agents],
+        support={"skills": {"support": 1}, "numbers": ["0140000001"],
+                 "wrap_up_seconds": 30, "ring_timeout_seconds": 10,
+                 "escalation": "support-l2"},
+        **{"support-l2": {"skills": {"level2": 1}, "wrap_up_seconds": 30}})
 
 
 @pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="Debian's chromium is not installed")
 async def test_agent_signs_in_goes_ready_and_sees_the_vip_pop_while_it_rings(
         tmp_path: Path) -> None:
     playwright_api = pytest.importorskip("playwright.async_api")
-    async with rig(tmp_path, [("1007", "Heidi")]) as r, \
+    async with stack(tmp_path, desk_center(tmp_path, [("1007", "Heidi")])) as s, \
             playwright_api.async_playwright() as pw:
+        customers = await desk_stack_customers(s.redis_url, tmp_path)
         browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True,
                                            args=["--no-sandbox"])
         try:
             page = await browser.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
-            await page.goto(f"{r.base}/agent")
+            await page.goto(f"http://127.0.0.1:{s.http_port}/agent")
             await page.fill("#username", "1007")
             await page.fill("#password", PASSWORD)
             await page.click("#login-form button[type=submit]")
@@ -38,8 +90,8 @@ async def test_agent_signs_in_goes_ready_and_sees_the_vip_pop_while_it_rings(
             await page.click("#ready")
             await expect(page.locator("#state")).to_have_text("available")
 
-            await r.call(VIP_NUMBER, name="Alice")
-            await expect(page.locator("#pop-name")).to_have_text("Alice Dupont", timeout=10_000)
+            await s.call(number=VIP_NUMBER, name="Alice")
+            await expect(page.locator("#pop-name")).to_have_text("Alice Dupont", timeout=15_000)
             await expect(page.locator("#vip-badge")).to_be_visible()
             await expect(page.locator("#history tbody tr").first).to_contain_text("Carol")
             # Shown while the simulated phone still rings (Heidi answers after 2 s).
@@ -54,5 +106,7 @@ async def test_agent_signs_in_goes_ready_and_sees_the_vip_pop_while_it_rings(
             assert errors == []
         finally:
             await browser.close()
-        history = await r.server.customers.history("c-vip")
+        history = await customers.history("c-vip")
         assert history[0].disposition == "follow-up"
+        assert (history[0].agent_id, history[0].notes) == ("1007", "call back Monday")
+        await customers.redis.aclose()
