@@ -167,6 +167,38 @@ class NoteView(BaseModel):
     notes: str
 
 
+class CrmContactView(BaseModel):
+    """A recent contact as the CRM reports it (`at`: epoch seconds)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    at: float
+    channel: str
+    summary: str
+    agent: str
+
+
+class CrmView(BaseModel):
+    """The caller's record in the CRM, as it answered (README, "CRM
+    lookup"): shown beside the directory's customer, never instead of it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    tier: str
+    account: str | None
+    notes: str
+    segment: dict[str, Any]
+    link: str | None
+    recent_contacts: list[CrmContactView]
+
+
+# off: no CRM configured; pending: asked, no answer yet (a pop_update
+# follows); found / not_found: its answer; unavailable: no usable answer in
+# time (timeout, error, bad answer, not asked while it keeps failing).
+CrmStatus = Literal["off", "pending", "found", "not_found", "unavailable"]
+
+
 class PopView(BaseModel):
     """The screen pop of one offered call."""
 
