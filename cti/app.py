@@ -30,6 +30,7 @@ from cti.calls.model import CallEnded, CallState
 from cti.calls.tracker import DialplanContexts, Tracker
 from cti.center import Center
 from cti.config import Settings
+from cti.customers.models import Customer
 from cti.customers.store import CustomerStore
 from cti.features import Feature, installers
 from cti.kpi.run import RunStats
@@ -71,6 +72,10 @@ class Server:
                                                 callback=dialplan.callback))
         self.link = self._new_link()
         self.customers = CustomerStore(store.redis, region=settings.numbers.default_region)
+        # Told of each lookup of a caller's number in the directory as it
+        # answers (with `vip_lookup="directory"`, when the call starts,
+        # before the IVR): the desk asks its CRM there. Must not block.
+        self.caller_lookups: list[Callable[[str, Customer | None], None]] = []
         self.switchboard = Switchboard(
             center, self.tracker, self._send, Reservations(store.redis), clock=clock,
             vip_lookup=self._directory_vip if vip_lookup == "directory" else vip_lookup)
@@ -99,6 +104,11 @@ class Server:
         """The VIP test the router uses with `vip_lookup="directory"`: the
         caller's number in the customer directory, tier vip."""
         customer = await self.customers.by_phone(number)
+        for listener in self.caller_lookups:
+            try:
+                listener(number, customer)
+            except Exception:  # a listener's failure must not cost the call its VIP class
+                log.exception("directory.listener_failed", listener=repr(listener))
         return (None, False) if customer is None else (customer.id, customer.tier == "vip")
 
     @property

@@ -1,7 +1,8 @@
 """The CRM client against a real HTTP CRM on loopback (tests/crm_peer.py):
 URL encoding of validated values only, one request per question in
 flight, the cache and its shorter life for "not found", every kind of bad
-answer logged and ignored, the breaker; the template checked at load."""
+answer logged and ignored, the breaker; the template checked at load;
+the merge rules of the pop as plain values."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from structlog.testing import capture_logs
 from cti.config import ConfigError, CrmSettings, load_settings
 from cti.desk.crm import CrmClient, CrmQuery, CrmResult
 from cti.desk.crm_guard import BreakerState, TtlCache
+from cti.desk.crm_pop import with_crm
 from cti.desk.crm_record import BadAnswer, record_of
+from cti.desk.protocol import CustomerView, PopView
 from tests.crm_peer import TEMPLATE_PATH, CrmPeer
 from tests.servers import free_port
 
@@ -282,3 +285,38 @@ def test_crm_settings_are_checked_together_and_the_auth_header_stays_secret() ->
     assert "at most cache_seconds" in problems["crm.negative_cache_seconds"]
     assert "Header-Name: value" in problems["crm.auth_header"]
     assert "crm-secret" not in repr(caught.value.problems)
+
+
+# -- the merge into the pop -----------------------------------------------------------------
+
+
+def pop(customer: CustomerView | None) -> PopView:
+    return PopView(call_id="c1", caller_number=ALICE, caller_name=None,
+                   identified_by="unknown" if customer is None else "phone",
+                   customer=customer, vip=False, service="support", rule="longest_idle",
+                   waited_s=1.0, ivr=None, history=[], previous_notes=[])
+
+
+def test_the_directory_keeps_the_identity_and_the_crm_fills_what_it_lacks() -> None:
+    record = record_of(RECORD)
+    found = CrmResult("found", record)
+    directory = CustomerView(id="c-vip", name="Alice Dupont", tier="vip", account=None,
+                             phones=[ALICE], segment={"ltv": 5000}, notes="")
+    merged = with_crm(pop(directory), found)
+    assert merged.customer is not None
+    assert (merged.customer.id, merged.customer.name, merged.customer.tier) == (
+        "c-vip", "Alice Dupont", "vip")
+    assert merged.customer.account == "998877" and merged.customer.notes == "Prefers email"
+    assert merged.customer.segment == {"ltv": 5000, "churn_risk": "low"}  # directory's ltv
+    assert merged.crm is not None and merged.crm.name == "A. Dupont" and merged.crm.tier == "gold"
+    assert merged.crm.link == "https://crm.example/c/42" and merged.crm_status == "found"
+    assert merged.identified_by == "phone" and merged.vip is False
+    full = directory.model_copy(update={"account": "123456", "notes": "VIP since 2019"})
+    kept = with_crm(pop(full), found).customer
+    assert kept is not None and (kept.account, kept.notes) == ("123456", "VIP since 2019")
+    # A caller the directory does not know stays unknown; the CRM's word is in `crm`.
+    stranger = with_crm(pop(None), found)
+    assert stranger.customer is None and stranger.identified_by == "unknown"
+    assert stranger.crm is not None and stranger.crm.name == "A. Dupont"
+    gone = with_crm(merged, CrmResult("unavailable", reason="HTTP 500"))
+    assert gone.crm is None and gone.crm_status == "unavailable"

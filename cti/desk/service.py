@@ -19,6 +19,8 @@ from cti.center import Center
 from cti.customers.errors import UnknownCustomer
 from cti.customers.models import Contact
 from cti.customers.store import CustomerStore
+from cti.desk.crm import CrmResult
+from cti.desk.crm_pop import CrmPops, with_crm
 from cti.desk.hub import Hub
 from cti.desk.pop import Offer, PopBuilder
 from cti.desk.protocol import (
@@ -34,6 +36,7 @@ from cti.desk.protocol import (
     Pause,
     Ping,
     PopMessage,
+    PopUpdate,
     PopView,
     PopWithdrawn,
     Ready,
@@ -109,12 +112,14 @@ class _Jobs:
 
 class DeskService:
     def __init__(self, center: Center, switchboard: Switchboard, customers: CustomerStore,
-                 pops: PopBuilder, hub: Hub, *, clock: Callable[[], float]) -> None:
+                 pops: PopBuilder, hub: Hub, *, clock: Callable[[], float],
+                 crm: CrmPops | None = None) -> None:
         self.center = center
         self.switchboard = switchboard
         self.customers = customers
         self.pops = pops
         self.hub = hub
+        self.crm = crm
         self._clock = clock
         self._desks: dict[str, _Desk] = {}
         self._jobs = _Jobs()
@@ -216,6 +221,9 @@ class DeskService:
     async def _pop(self, agent_id: str, offer: Offer) -> None:
         started = self._now()
         pop = await self.pops.build(offer)
+        later = None
+        if self.crm is not None:
+            pop, later = await self.crm.first_pop(pop)
         desk = self._desk(agent_id)
         if desk.offer is not offer:
             return  # withdrawn or replaced while it was being built
@@ -226,8 +234,21 @@ class DeskService:
         desk.pop = pop
         self.hub.publish(agent_id, PopMessage(pop=pop))
         log.info("desk.pop_sent", agent_id=agent_id, call_id=offer.call_id,
-                 identified_by=pop.identified_by, vip=pop.vip,
+                 identified_by=pop.identified_by, vip=pop.vip, crm=pop.crm_status,
                  build_ms=round((self._now() - started) * 1000, 1))
+        if later is not None and self.crm is not None:
+            self.crm.follow(later, lambda result: self._crm_update(agent_id, offer, result))
+
+    def _crm_update(self, agent_id: str, offer: Offer, result: CrmResult) -> bool:
+        """The CRM answered after the pop went out: the desk's pop, updated,
+        goes out again whole; not if the offer is over (withdrawn, ended,
+        offered again)."""
+        desk = self._desk(agent_id)
+        if desk.offer is not offer or desk.pop is None or desk.pop.call_id != offer.call_id:
+            return False
+        desk.pop = with_crm(desk.pop, result)
+        self.hub.publish(agent_id, PopUpdate(pop=desk.pop))
+        return True
 
     def _on_finished(self, event: CallFinished) -> None:
         call_id = event.event.record.call
