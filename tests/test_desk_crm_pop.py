@@ -92,6 +92,11 @@ async def test_a_fast_crm_is_in_the_first_pop_and_one_request_serves_two_pops(
         client = crm_of(r).client
         assert client.cache_hits + client.shared >= 3
         assert not any(m["type"] == "pop_update" for desk in desks for m in desk.messages)
+        async with http.get(f"{r.base}/metrics") as response:
+            metrics = await response.text()
+        assert 'cti_crm_requests_total{outcome="found"} 1.0' in metrics
+        assert 'cti_crm_first_pops_total{crm="found"} 2.0' in metrics
+        assert "cti_crm_circuit_open 0.0" in metrics
         for desk in desks:
             await desk.close()
 
