@@ -24,8 +24,8 @@ class Seen:
 class CrmPeer:
     """`records` maps an E.164 number to the JSON object answered for it;
     other numbers get 404. `mode`: ok, error, not_json, oversized,
-    oversized_chunked, wrong_shape, redirect, or hold (answers wait for
-    `release`)."""
+    oversized_chunked, deep, wrong_shape, redirect, or hold (answers wait
+    for `release`)."""
 
     def __init__(self) -> None:
         self.records: dict[str, Any] = {}
@@ -83,6 +83,9 @@ class CrmPeer:
             await response.write(b'"}')
             await response.write_eof()
             return response
+        if mode == "deep":  # valid JSON syntax, nested past any parser's recursion
+            return web.Response(text="[" * 30_000 + "]" * 30_000,
+                                content_type="application/json")
         if mode == "wrong_shape":
             return web.json_response({"name": "Eve", "link": "javascript:alert(1)"})
         if mode == "redirect":

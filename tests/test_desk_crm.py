@@ -159,6 +159,7 @@ def test_the_cache_is_bounded_and_forgets_the_least_recently_used() -> None:
     ("not_json", "not_json", "not JSON"),
     ("oversized", "too_large", "over crm.max_response_bytes (65536)"),
     ("oversized_chunked", "too_large", "over crm.max_response_bytes (65536)"),
+    ("deep", "not_json", "not JSON"),
     ("wrong_shape", "invalid", "link: must be an http:// or https:// URL"),
     ("redirect", "http_error", "HTTP 302 (redirects are not followed)"),
     ("hold", "timeout", "no answer within 0.3 s"),
@@ -194,6 +195,30 @@ async def test_a_crm_that_is_down_is_unavailable_not_an_error() -> None:
                 if entry["event"] == "crm.lookup_failed"] == ["unreachable"]
     finally:
         await client.close()
+
+
+async def test_an_error_quoting_the_url_is_logged_without_the_caller_values() -> None:
+    # Not HTTP at all: aiohttp's error names the URL, hence the number.
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: nope\r\n\r\n{}")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(garbage, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = client_for(f"http://127.0.0.1:{port}{TEMPLATE_PATH}")
+    try:
+        with capture_logs() as logs:
+            result = await ask(client, ALICE, "123456")
+        assert result.status == "unavailable" and "***" in result.reason
+        assert client.requests == {"unreachable": 1}
+        for secret in ("33612345678", "123456", "crm-secret"):
+            assert secret not in repr(logs) and secret not in result.reason
+    finally:
+        await client.close()
+        server.close()
+        await server.wait_closed()
 
 
 async def test_a_failing_crm_is_left_alone_then_tried_again_by_one_request(

@@ -218,10 +218,11 @@ class CrmClient:
         except TimeoutError:
             raise _Failed("timeout", f"no answer within {self._timeout} s") from None
         except (aiohttp.ClientError, OSError) as exc:
-            raise _Failed("unreachable", f"{type(exc).__name__}: {exc}"[:200]) from None
+            raise _Failed("unreachable", _without(query, f"{type(exc).__name__}: {exc}")
+                          ) from None
         try:
             answer = json.loads(body)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
             raise _Failed("not_json", f"not JSON ({str(exc)[:80]})") from None
         try:
             return record_of(answer)
@@ -241,6 +242,15 @@ class CrmClient:
             if len(body) > limit:
                 raise too_large
         return bytes(body)
+
+
+def _without(query: CrmQuery, text: str) -> str:
+    """`text` (an error that may quote the URL) without the values asked:
+    callers' numbers and accounts stay out of the logs."""
+    for value in (query.phone, quote(query.phone, safe=""), query.account):
+        if value:
+            text = text.replace(value, "***")
+    return text[:200]
 
 
 def _done(result: CrmResult) -> asyncio.Future[CrmResult]:
