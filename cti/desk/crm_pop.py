@@ -47,7 +47,7 @@ class CrmPops:
         self.client = client
         self._pop_wait = pop_wait
         # For metrics: what the first pops said of the CRM, and the updates.
-        self.first: Counter[str] = Counter()
+        self.first_pops: Counter[str] = Counter()
         self.updates: Counter[str] = Counter()
 
     def prefetch(self, caller_number: str, customer: Customer | None) -> None:
@@ -72,10 +72,10 @@ class CrmPops:
                 # asyncio.wait never cancels the answer: others may share it.
                 await asyncio.wait({answer}, timeout=self._pop_wait)
             if not answer.done():
-                self.first["pending"] += 1
+                self.first_pops["pending"] += 1
                 return pop.model_copy(update={"crm_status": "pending"}), answer
             pop = with_crm(pop, _result(answer))
-        self.first[pop.crm_status] += 1
+        self.first_pops[pop.crm_status] += 1
         return pop, None
 
     def follow(self, answer: asyncio.Future[CrmResult],

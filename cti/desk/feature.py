@@ -100,7 +100,7 @@ class _CrmMetrics(Collector):
         yield in_flight
         first = CounterMetricFamily("cti_crm_first_pops", "Pops by what they said of the CRM"
                                     " when they went out", labels=["crm"])
-        for status, count in sorted(self._crm.first.items()):
+        for status, count in sorted(self._crm.first_pops.items()):
             first.add_metric([status], float(count))
         yield first
         updates = CounterMetricFamily("cti_crm_pop_updates", "Late CRM answers: sent as"
