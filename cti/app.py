@@ -31,6 +31,7 @@ from cti.calls.model import CallEnded, CallState
 from cti.calls.tracker import DialplanContexts, Tracker
 from cti.center import Center
 from cti.config import Settings
+from cti.customers.models import Customer
 from cti.customers.profiles import CallerProfiles
 from cti.customers.store import CustomerStore
 from cti.features import Feature, installers
@@ -77,6 +78,10 @@ class Server:
         # in the IVR; the IVR outcome and transfer notes this process wrote).
         self.profiles = CallerProfiles(self.customers, clock=clock)
         self.call_memo = CallMemo()
+        # Told of each lookup of a caller's number in the directory as it
+        # answers (with `vip_lookup="directory"`, when the call starts,
+        # before the IVR): the desk asks its CRM there. Must not block.
+        self.caller_lookups: list[Callable[[str, Customer | None], None]] = []
         self.switchboard = Switchboard(
             center, self.tracker, self._send, Reservations(store.redis), clock=clock,
             vip_lookup=self._directory_vip if vip_lookup == "directory" else vip_lookup)
@@ -105,8 +110,13 @@ class Server:
         """The VIP test the router uses with `vip_lookup="directory"`: the
         caller's number in the customer directory, tier vip."""
         profile = await self.profiles.by_phone(number)
-        return (None, False) if profile is None else (profile.customer.id,
-                                                      profile.customer.tier == "vip")
+        customer = None if profile is None else profile.customer
+        for listener in self.caller_lookups:
+            try:
+                listener(number, customer)
+            except Exception:  # a listener's failure must not cost the call its VIP class
+                log.exception("directory.listener_failed", listener=repr(listener))
+        return (None, False) if customer is None else (customer.id, customer.tier == "vip")
 
     @property
     def http_port(self) -> int:

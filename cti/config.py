@@ -20,10 +20,12 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import string
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import phonenumbers
 from pydantic import (
@@ -239,6 +241,118 @@ class WallboardSettings(_Section):
     queue_log: Path | None = None
 
 
+CRM_PLACEHOLDERS = ("phone", "account")
+_HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}")
+_MARK = "\x00"  # stands for a placeholder while the template's URL is checked
+
+
+def crm_placeholders(template: str) -> tuple[str, ...]:
+    """The placeholders a CRM URL template uses, in order of first use; a
+    ValueError saying what is wrong with it otherwise.
+
+    Only `{phone}` and `{account}` exist, with no conversion, format spec,
+    attribute or index (`{phone.__class__}` is refused): the client fills
+    them with `str.format_map` from validated, URL-encoded values only.
+    They may stand in the path or the query, never in the scheme or host.
+    """
+    try:
+        pieces = list(string.Formatter().parse(template))
+    except ValueError:
+        raise ValueError("unbalanced { or }; write {{ and }} for literal braces") from None
+    used: list[str] = []
+    skeleton = []
+    for literal, name, spec, conversion in pieces:
+        skeleton.append(literal)
+        if name is None:
+            continue
+        if name not in CRM_PLACEHOLDERS:
+            raise ValueError(f"unknown placeholder {{{name}}}: only {{phone}} and {{account}}")
+        if spec or conversion:
+            raise ValueError(f"placeholder {{{name}}} takes no format spec or conversion")
+        skeleton.append(_MARK)
+        if name not in used:
+            used.append(name)
+    if not used:
+        raise ValueError("uses neither {phone} nor {account}: every caller would get the"
+                         " same answer")
+    url = urlsplit("".join(skeleton))
+    if url.scheme not in ("http", "https"):
+        raise ValueError("must be an http:// or https:// URL")
+    if not url.hostname or _MARK in url.netloc:
+        raise ValueError("must name a fixed host (placeholders go in the path or query)")
+    if "@" in url.netloc:
+        raise ValueError("must not carry credentials: put them in crm.auth_header")
+    try:
+        url.port  # noqa: B018 (read for its check)
+    except ValueError:
+        raise ValueError("has a port that is not a number from 1 to 65535") from None
+    if url.fragment or any(char.isspace() or ord(char) < 32 for char in template):
+        raise ValueError("must have no fragment (#), spaces or control characters")
+    return tuple(used)
+
+
+def _auth_header(value: SecretStr | None) -> SecretStr | None:
+    if value is None:
+        return None
+    name, sep, given = value.get_secret_value().partition(":")
+    if not sep or not _HEADER_NAME.fullmatch(name.strip()) or not given.strip() \
+            or any(ord(char) < 32 or ord(char) == 127 for char in given):
+        # The value is a secret: the message never quotes it.
+        raise ValueError("must be 'Header-Name: value' on one line, e.g."
+                         " 'Authorization: Bearer ...'")
+    return value
+
+
+class CrmSettings(_Section):
+    """An optional CRM asked over HTTP for the caller's record, shown in
+    the screen pop (README, "CRM lookup"). No `url_template`: no CRM.
+    Times in seconds; a cache time of 0 caches nothing."""
+
+    # e.g. https://crm.example/api/customers?phone={phone}&account={account}
+    url_template: str | None = None
+    # `Header-Name: value`, sent with every request; never shown or logged.
+    auth_header: Annotated[SecretStr | None, AfterValidator(_auth_header)] = None
+    timeout_seconds: Annotated[float, Field(gt=0, le=30)] = 2.0
+    # How long the first pop waits for the CRM; past it, the pop goes out
+    # and an update follows when the CRM answers (within timeout_seconds).
+    pop_wait_seconds: Annotated[float, Field(ge=0, le=5)] = 0.2
+    cache_seconds: Annotated[float, Field(ge=0, le=86_400)] = 300.0
+    negative_cache_seconds: Annotated[float, Field(ge=0, le=86_400)] = 30.0
+    cache_size: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
+    max_response_bytes: Annotated[int, Field(ge=1024, le=1_048_576)] = 65_536
+    # After this many failures in a row the CRM is not asked for
+    # breaker_seconds; then one request tries it again.
+    breaker_failures: Annotated[int, Field(ge=1, le=1000)] = 5
+    breaker_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
+
+    @field_validator("url_template")
+    @classmethod
+    def _url_template(cls, value: str | None) -> str | None:
+        if value is not None:
+            crm_placeholders(value)
+        return value
+
+    @field_validator("pop_wait_seconds")
+    @classmethod
+    def _pop_wait(cls, value: float, info: ValidationInfo) -> float:
+        limit = info.data.get("timeout_seconds")
+        if limit is not None and value > limit:
+            raise ValueError(f"must be at most timeout_seconds ({limit})")
+        return value
+
+    @field_validator("negative_cache_seconds")
+    @classmethod
+    def _negative_shorter(cls, value: float, info: ValidationInfo) -> float:
+        limit = info.data.get("cache_seconds")
+        if limit is not None and value > limit:
+            raise ValueError(f"must be at most cache_seconds ({limit})")
+        return value
+
+    @property
+    def placeholders(self) -> tuple[str, ...]:
+        return () if self.url_template is None else crm_placeholders(self.url_template)
+
+
 class Settings(BaseSettings):
     """Every setting of the server, by section."""
 
@@ -254,6 +368,7 @@ class Settings(BaseSettings):
     center: CenterSettings = Field(default_factory=CenterSettings)
     wallboard: WallboardSettings = Field(default_factory=WallboardSettings)
     callbacks: CallbacksSettings = Field(default_factory=CallbacksSettings)
+    crm: CrmSettings = Field(default_factory=CrmSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -394,7 +509,7 @@ def _merge(
 
 
 _SECRET_KEYS = frozenset({"ami.secret", "redis.url", "http.session_secret",
-                          "callbacks.site_secret", "http.agent_tokens"})
+                          "callbacks.site_secret", "http.agent_tokens", "crm.auth_header"})
 
 
 def _problems(exc: ValidationError, origin: Mapping[str, str]) -> list[tuple[str, str]]:

@@ -5,8 +5,8 @@ running `Server` by one function: `install(server) -> Feature`.
 switchboard listeners, its FastAGI routes); `start()` runs before the HTTP
 listener opens and `stop()` after the switchboard stopped taking work, in
 reverse order. A feature reaches the rest only through the server's public
-attributes (settings, center, store, customers, sessions, tracker,
-switchboard, link, web, registry, clock).
+attributes (settings, center, store, customers, caller_lookups, sessions,
+tracker, switchboard, link, web, registry, clock).
 """
 
 from __future__ import annotations

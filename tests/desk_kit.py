@@ -84,14 +84,16 @@ class Rig:
 
 @asynccontextmanager
 async def rig(tmp: Path, agents: list[tuple[str, str]], *, speed: float = 1.0,
-              skills: Mapping[str, dict[str, int]] | None = None) -> AsyncIterator[Rig]:
+              skills: Mapping[str, dict[str, int]] | None = None,
+              extra_env: Mapping[str, str] | None = None) -> AsyncIterator[Rig]:
+    """`extra_env`: more CTI_* variables (the CRM's, for one)."""
     sim = await start_sim(port=0, secret=SECRET, speed=speed)
     store = await open_store(None)
     env = {"CTI_AMI_HOST": "127.0.0.1", "CTI_AMI_PORT": str(sim.port),
            "CTI_AMI_SECRET": SECRET, "CTI_HTTP_PORT": str(free_port()),
            "CTI_AGI_PORT": str(free_port()),
            "CTI_AMI_PING_INTERVAL": "5", "CTI_CENTER_FLOWS": str(tmp / "flows"),
-           "CTI_HTTP_AGENT_TOKENS": f"{agents[0][0]}:{STATIC_TOKEN}"}
+           "CTI_HTTP_AGENT_TOKENS": f"{agents[0][0]}:{STATIC_TOKEN}", **(extra_env or {})}
     (tmp / "flows").mkdir(exist_ok=True)
     settings = load_settings(None, env)
     center = desk_center(agents, password_hash=hash_password(PASSWORD), skills=skills)

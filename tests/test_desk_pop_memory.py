@@ -131,7 +131,8 @@ async def test_a_pop_sent_from_memory_is_updated_with_what_another_node_wrote(
         assert first["pop"]["call_id"] == call_id and first["pop"]["ivr"] is None
         assert first["pop"]["customer"]["name"] == "Alice Dupont"
         assert first["pop"]["history"][0]["agent_name"] == "Carol"
-        second = await desk.wait(lambda m: m["type"] == "pop" and m["seq"] > first["seq"])
+        second = await desk.of_type("pop_update")
+        assert second["seq"] > first["seq"]
         assert second["pop"]["ivr"]["flow"] == "main" and second["pop"]["ivr"]["verified"]
         assert second["pop"]["identified_by"] == "ivr"
         # A tab opened now gets the updated pop in its snapshot.

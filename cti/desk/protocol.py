@@ -2,10 +2,10 @@
 with a protocol version `v` and a `type`, parsed by the pydantic models
 here (documented in README.md, "Agent desk protocol").
 
-Server messages of the agent's stream (state, pop, pop_withdrawn,
-call_progress, snapshot) carry a per-agent sequence number `seq` that
-increases by one per message and is shared by all the agent's tabs; a
-desk that reconnects sends the last one it saw. Replies (welcome, ack,
+Server messages of the agent's stream (state, pop, pop_update,
+pop_withdrawn, call_progress, snapshot) carry a per-agent sequence number
+`seq` that increases by one per message and is shared by all the agent's
+tabs; a desk that reconnects sends the last one it saw. Replies (welcome, ack,
 error) go to the one connection that asked and carry the stream position
 at the time (`seq`) without advancing it. Client commands carry an `id`:
 the same id sent again gets the first answer again and acts once.
@@ -167,6 +167,38 @@ class NoteView(BaseModel):
     notes: str
 
 
+class CrmContactView(BaseModel):
+    """A recent contact as the CRM reports it (`at`: epoch seconds)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    at: float
+    channel: str
+    summary: str
+    agent: str
+
+
+class CrmView(BaseModel):
+    """The caller's record in the CRM, as it answered (README, "CRM
+    lookup"): shown beside the directory's customer, never instead of it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    tier: str
+    account: str | None
+    notes: str
+    segment: dict[str, Any]
+    link: str | None
+    recent_contacts: list[CrmContactView]
+
+
+# off: no CRM configured; pending: asked, no answer yet (a pop_update
+# follows); found / not_found: its answer; unavailable: no usable answer in
+# time (timeout, error, bad answer, not asked while it keeps failing).
+CrmStatus = Literal["off", "pending", "found", "not_found", "unavailable"]
+
+
 class PopView(BaseModel):
     """The screen pop of one offered call."""
 
@@ -185,6 +217,8 @@ class PopView(BaseModel):
     history: list[ContactView]
     previous_notes: list[NoteView]
     progress: Literal["ringing", "connected", "ended"] = "ringing"
+    crm: CrmView | None = None
+    crm_status: CrmStatus = "off"
 
 
 class _ServerMessage(_Message):
@@ -198,6 +232,14 @@ class StateMessage(_ServerMessage):
 
 class PopMessage(_ServerMessage):
     type: Literal["pop"] = "pop"
+    pop: PopView
+
+
+class PopUpdate(_ServerMessage):
+    """The pop of the offered (or current) call again, whole, with what
+    came later: the CRM's answer."""
+
+    type: Literal["pop_update"] = "pop_update"
     pop: PopView
 
 
@@ -247,5 +289,6 @@ class ErrorMessage(_ServerMessage):
     command_id: str | None = None
 
 
-StreamMessage = StateMessage | PopMessage | PopWithdrawn | CallProgress | Snapshot
+StreamMessage = (StateMessage | PopMessage | PopUpdate | PopWithdrawn | CallProgress
+                 | Snapshot)
 Reply = Welcome | Ack | ErrorMessage

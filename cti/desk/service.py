@@ -20,6 +20,8 @@ from cti.center import Center
 from cti.customers.errors import UnknownCustomer
 from cti.customers.models import Contact
 from cti.customers.store import CustomerStore
+from cti.desk.crm import CrmResult
+from cti.desk.crm_pop import CrmPops, with_crm
 from cti.desk.hub import Hub
 from cti.desk.pop import Offer, PopBuilder
 from cti.desk.protocol import (
@@ -35,6 +37,7 @@ from cti.desk.protocol import (
     Pause,
     Ping,
     PopMessage,
+    PopUpdate,
     PopView,
     PopWithdrawn,
     Ready,
@@ -117,12 +120,14 @@ class _Jobs:
 
 class DeskService:
     def __init__(self, center: Center, switchboard: Switchboard, customers: CustomerStore,
-                 pops: PopBuilder, hub: Hub, *, clock: Callable[[], float]) -> None:
+                 pops: PopBuilder, hub: Hub, *, clock: Callable[[], float],
+                 crm: CrmPops | None = None) -> None:
         self.center = center
         self.switchboard = switchboard
         self.customers = customers
         self.pops = pops
         self.hub = hub
+        self.crm = crm
         self._clock = clock
         self._desks: dict[str, _Desk] = {}
         self._jobs = _Jobs()
@@ -226,6 +231,8 @@ class DeskService:
     def _send_pop(self, agent_id: str, offer: Offer) -> None:
         desk = self._desk(agent_id)
         pop = self.pops.build_now(offer)
+        if pop is not None and self.crm is not None:
+            pop = self.crm.answered_now(pop)
         if pop is None:
             self._jobs.spawn(self._pop(agent_id, offer), f"pop-{offer.call_id}")
             return
@@ -235,9 +242,9 @@ class DeskService:
         self.hub.publish(agent_id, PopMessage(pop=pop))
         log.info("desk.pop_sent", agent_id=agent_id, call_id=offer.call_id,
                  identified_by=pop.identified_by, vip=pop.vip, build_ms=0.0)
-        self._jobs.spawn(self._confirm(agent_id, offer, pop), f"pop-check-{offer.call_id}")
+        self._jobs.spawn(self._confirm(agent_id, offer), f"pop-check-{offer.call_id}")
 
-    async def _confirm(self, agent_id: str, offer: Offer, sent: PopView) -> None:
+    async def _confirm(self, agent_id: str, offer: Offer) -> None:
         """Read the pop from Redis after it was sent from memory; when it
         differs (an IVR outcome or notes written by another node, a record
         changed meanwhile), the desk gets the new one."""
@@ -246,16 +253,24 @@ class DeskService:
         if desk.offer is not offer and (desk.last_call is None
                                         or desk.last_call.call_id != offer.call_id):
             return  # withdrawn or replaced meanwhile
-        if pop == sent or desk.pop is None or desk.pop.call_id != offer.call_id:
+        shown = desk.pop
+        if shown is None or shown.call_id != offer.call_id:
             return
-        pop = pop.model_copy(update={"progress": desk.pop.progress})
+        # What Redis cannot know stays as shown: the CRM's part, the progress.
+        pop = pop.model_copy(update={"progress": shown.progress, "crm": shown.crm,
+                                     "crm_status": shown.crm_status})
+        if pop == shown:
+            return
         desk.pop = pop
-        self.hub.publish(agent_id, PopMessage(pop=pop))
+        self.hub.publish(agent_id, PopUpdate(pop=pop))
         log.info("desk.pop_updated", agent_id=agent_id, call_id=offer.call_id)
 
     async def _pop(self, agent_id: str, offer: Offer) -> None:
         started = self._now()
         pop = await self.pops.build(offer)
+        later = None
+        if self.crm is not None:
+            pop, later = await self.crm.first_pop(pop)
         desk = self._desk(agent_id)
         if desk.offer is not offer:
             return  # withdrawn or replaced while it was being built
@@ -266,8 +281,21 @@ class DeskService:
         desk.pop = pop
         self.hub.publish(agent_id, PopMessage(pop=pop))
         log.info("desk.pop_sent", agent_id=agent_id, call_id=offer.call_id,
-                 identified_by=pop.identified_by, vip=pop.vip,
+                 identified_by=pop.identified_by, vip=pop.vip, crm=pop.crm_status,
                  build_ms=round((self._now() - started) * 1000, 1))
+        if later is not None and self.crm is not None:
+            self.crm.follow(later, lambda result: self._crm_update(agent_id, offer, result))
+
+    def _crm_update(self, agent_id: str, offer: Offer, result: CrmResult) -> bool:
+        """The CRM answered after the pop went out: the desk's pop, updated,
+        goes out again whole; not if the offer is over (withdrawn, ended,
+        offered again)."""
+        desk = self._desk(agent_id)
+        if desk.offer is not offer or desk.pop is None or desk.pop.call_id != offer.call_id:
+            return False
+        desk.pop = with_crm(desk.pop, result)
+        self.hub.publish(agent_id, PopUpdate(pop=desk.pop))
+        return True
 
     # -- calls Asterisk's own queues distribute (app_queue) --------------------------
 

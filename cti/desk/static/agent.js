@@ -41,7 +41,8 @@ function connect() {
 }
 
 function receive(m) {
-  if (["snapshot", "state", "pop", "pop_withdrawn", "call_progress"].includes(m.type)) {
+  const stream = ["snapshot", "state", "pop", "pop_update", "pop_withdrawn", "call_progress"];
+  if (stream.includes(m.type)) {
     if (desk.lastSeq !== null && m.seq <= desk.lastSeq && m.type !== "snapshot") return;
     desk.lastSeq = m.seq;
   }
@@ -64,6 +65,11 @@ function receive(m) {
       break;
     case "state": desk.agent = m.agent; renderState(); break;
     case "pop": desk.pop = m.pop; $("disposition-saved").textContent = ""; renderPop(); break;
+    case "pop_update":
+      // The same call's pop, whole, with what came later (the CRM's answer):
+      // redrawn in place, what the agent is typing kept.
+      if (desk.pop && desk.pop.call_id === m.pop.call_id) { desk.pop = m.pop; renderPop(); }
+      break;
     case "pop_withdrawn":
       if (desk.pop && desk.pop.call_id === m.call_id) { desk.pop = null; renderPop(); }
       break;
@@ -122,7 +128,8 @@ function renderPop() {
   card.hidden = !p;
   if (!p) return;
   const c = p.customer;
-  $("pop-name").textContent = c ? c.name : "Unknown caller";
+  const crm = p.crm;
+  $("pop-name").textContent = c ? c.name : crm && crm.name ? `${crm.name} (CRM)` : "Unknown caller";
   $("vip-badge").hidden = !p.vip;
   card.classList.toggle("is-vip", p.vip);
   $("progress").textContent = p.progress;
@@ -137,6 +144,7 @@ function renderPop() {
     ivr.verified ? "identity verified" : "not verified", ivr.language].filter(Boolean).join(", ")
     : "-";
   $("pop-notes").textContent = c ? c.notes : "";
+  renderCrm(p);
   $("previous").hidden = p.previous_notes.length === 0;
   $("previous-notes").replaceChildren(...p.previous_notes.map((n) => {
     const li = document.createElement("li");
@@ -150,8 +158,38 @@ function renderPop() {
               cell(h.disposition || h.outcome), cell(h.notes));
     return tr;
   }));
-  fillSelect($("transfer-service"), desk.services.filter((s) => s !== p.service));
+  const target = $("transfer-service"), chosen = target.value;
+  fillSelect(target, desk.services.filter((s) => s !== p.service));
+  if ([...target.options].some((o) => o.value === chosen)) target.value = chosen;
   $("transfer-form").hidden = p.progress !== "connected";
+}
+
+const CRM_STATUS = { pending: "looking up...", found: "", not_found: "not in the CRM",
+                     unavailable: "unavailable" };
+
+function renderCrm(p) {
+  const crm = p.crm;
+  $("crm").hidden = p.crm_status === "off";
+  const status = $("crm-status");
+  status.textContent = CRM_STATUS[p.crm_status] || "";
+  status.className = `crm-status ${p.crm_status}`;
+  $("crm-facts").hidden = !crm;
+  const link = $("crm-link");
+  link.hidden = !(crm && crm.link);
+  // Only http(s) links come from the server (checked when the CRM answered).
+  if (crm && crm.link) link.href = crm.link; else link.removeAttribute("href");
+  $("crm-name").textContent = crm ? crm.name || "-" : "";
+  $("crm-tier").textContent = crm ? crm.tier || "-" : "";
+  $("crm-account").textContent = crm ? crm.account || "-" : "";
+  $("crm-segment").textContent = crm
+    ? Object.entries(crm.segment).map(([k, v]) => `${k}: ${v}`).join(", ") || "-" : "";
+  $("crm-notes").textContent = crm ? crm.notes : "";
+  $("crm-recent").replaceChildren(...(crm ? crm.recent_contacts : []).map((r) => {
+    const li = document.createElement("li");
+    li.textContent = [new Date(r.at * 1000).toLocaleString(), r.channel, r.agent, r.summary]
+      .filter(Boolean).join(" - ");
+    return li;
+  }));
 }
 
 function setLink(online) {
