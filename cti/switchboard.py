@@ -540,14 +540,17 @@ class Switchboard:
         self.decisions += 1
         self.index.remove_task(info.task.id)
         reserved = agent.reserve(now, info.task.service)
-        self._put(reserved)
+        self.agents[agent.id] = reserved
+        self.index.put_agent(reserved)
         self.offers[call.id] = agent.id
         self._agent_task[agent.id] = call.id
+        # The offer first: the agent's pop is the first thing on the wire.
+        self._emit(TaskOffered(assignment, info, call.id))
+        self._emit(AgentChanged(reserved))
         log.info("routing.assigned", call_id=call.id, agent_id=agent.id, rule=assignment.rule,
                  waited_s=round(assignment.waited_seconds, 1),
                  priority=round(assignment.effective_priority, 1),
                  passed_over=[f"{a}: {why}" for a, why in assignment.passed_over])
-        self._emit(TaskOffered(assignment, info, call.id))
         self._spawn(self._connect(reserved, info, channel))
 
     async def _connect(self, agent: Agent, info: TaskInfo, channel: str) -> None:

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import hmac
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -104,24 +104,65 @@ class DeskAuth:
 
 
 class _Connection:
-    """One websocket: a bounded queue drained by its own sender task."""
+    """One websocket: a message is written at once when nothing is queued
+    before it (the pop leaves inside the routing decision, not a loop turn
+    later); otherwise, or when the socket must wait for the peer (flow
+    control), it goes through a bounded queue drained by a sender task,
+    in order."""
 
     def __init__(self, ws: web.WebSocketResponse, agent_id: str) -> None:
         self.ws = ws
         self.agent_id = agent_id
         self.queue: asyncio.Queue[str | None] = asyncio.Queue(SEND_QUEUE)
         self.dropped: str | None = None
+        self._holding = False  # the sender took a message and has not sent it yet
+        self._writing: asyncio.Future[None] | None = None  # a direct write still going
         self.sender = asyncio.create_task(self._send(), name=f"desk-send-{agent_id}")
         self._closing: asyncio.Task[bool] | None = None
 
     def deliver(self, text: str) -> bool:
         if self.dropped is not None:
             return False
+        if self.queue.empty() and not self._holding and (
+                self._writing is None or self._writing.done()):
+            self._write_now(text)
+            return True
         try:
             self.queue.put_nowait(text)
         except asyncio.QueueFull:
             return False
         return True
+
+    def _write_now(self, text: str) -> None:
+        """Run `send_str` up to its first wait: a frame written to the
+        transport needs none. One that must wait (flow control) finishes
+        in a task, and the sender waits for it before the next message."""
+        coro = self.ws.send_str(text)
+        try:
+            waiting = coro.send(None)
+        except StopIteration:
+            return
+        except (ConnectionError, RuntimeError):
+            return  # closing: the reader loop ends the socket
+        self._writing = asyncio.ensure_future(self._finish(coro, waiting))
+
+    async def _finish(self, coro: Coroutine[Any, Any, None], waiting: Any) -> None:
+        """Drive a started `send_str` to its end, as a task would."""
+        try:
+            while True:
+                if isinstance(waiting, asyncio.Future):
+                    try:
+                        await asyncio.wait([waiting])
+                    except asyncio.CancelledError:
+                        coro.close()
+                        raise
+                else:
+                    await asyncio.sleep(0)
+                waiting = coro.send(None)
+        except StopIteration:
+            pass
+        except (ConnectionError, RuntimeError):
+            pass
 
     def drop(self, reason: str) -> None:
         """Stop sending and close; the reader loop then ends the socket."""
@@ -129,13 +170,21 @@ class _Connection:
             return
         self.dropped = reason
         self.sender.cancel()
+        if self._writing is not None:
+            self._writing.cancel()
         self._closing = asyncio.create_task(self.ws.close(code=4429, message=reason.encode()),
                                             name=f"desk-close-{self.agent_id}")
 
     async def _send(self) -> None:
         try:
             while (text := await self.queue.get()) is not None:
-                await self.ws.send_str(text)
+                self._holding = True
+                try:
+                    if self._writing is not None and not self._writing.done():
+                        await asyncio.wait([self._writing])
+                    await self.ws.send_str(text)
+                finally:
+                    self._holding = False
         except (ConnectionError, RuntimeError):
             return
 
@@ -143,6 +192,10 @@ class _Connection:
         self.sender.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self.sender
+        if self._writing is not None:
+            self._writing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writing
         if self._closing is not None:
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await self._closing
