@@ -26,11 +26,9 @@ from cti.ivr.flows import (
 )
 from cti.ivr.flows.directory import CustomerDirectory
 from cti.ivr.server import FastAgiServer
-from cti.pbx.recording import agi_entries
-from tests.agi_caller import CLOSE, HANG_UP, FakeAsterisk
+from tests.agi_caller import CLOSE, HANG_UP, FakeAsterisk, recorded_conversation
 
 SAMPLES = Path(__file__).parent.parent / "dialplans" / "ivr"
-RECORDING = Path(__file__).parent / "fixtures" / "asterisk-22" / "08-fastagi-ivr.txt"
 PARIS = ZoneInfo("Europe/Paris")
 OPEN = datetime(2026, 3, 10, 10, 0, tzinfo=PARIS)
 CLOSED = datetime(2026, 3, 10, 21, 30, tzinfo=PARIS)
@@ -401,16 +399,9 @@ steps:
 
 def recorded_exchange(conn: str) -> tuple[bytes, list[tuple[str, bytes]]]:
     """The env block, then each command sent with the exact bytes received."""
-    entries = agi_entries(RECORDING)[conn]
-    env = entries[0].payload.rstrip(b"\n") + b"\n\n"
-    exchange: list[tuple[str, bytes]] = []
-    for entry in entries[1:]:
-        if entry.direction == ">>":
-            exchange.append((entry.payload.decode().rstrip("\n"), b""))
-        elif entry.direction == "<<":
-            command, received = exchange[-1]
-            exchange[-1] = (command, received + entry.payload.rstrip(b"\n") + b"\n")
-    return env, exchange
+    conversation = recorded_conversation(conn)
+    return conversation.env, [(command, "".join(f"{line}\n" for line in answer).encode())
+                              for command, answer in conversation.exchange]
 
 
 async def replay_asterisk(port: int, conn: str) -> list[str]:
