@@ -344,6 +344,21 @@ async def test_a_caller_hanging_up_mid_menu_ends_the_flow_and_its_socket(
     assert "CTI_SERVICE" not in peer.variables
 
 
+async def test_a_missing_menu_prompt_is_not_taken_for_a_hang_up(redis_url: str) -> None:
+    # GET DATA answers -1 when its prompt cannot be played (app.c
+    # ast_app_getdata_full), as when the caller hangs up: the caller is
+    # still there and must reach somebody.
+    async with ivr(redis_url) as r:
+        peer = r.caller([], missing_sounds=frozenset({"cti/main-menu"}))
+        pop = await r.call(peer)
+    assert peer.hung_up_at is None
+    assert peer.commands[2:4] == ["GET DATA cti/main-menu 5000 1", "CHANNEL STATUS"]
+    assert peer.replies[2:4] == [b"200 result=-1\n", b"200 result=6\n"]
+    assert pop == pop_of("main", ended="error", service="support", priority="standard")
+    assert peer.variables == {"CTI_SERVICE": "support", "CTI_PRIORITY": "standard"}
+    assert peer.agi_status == "SUCCESS"  # [cti-inbound] keeps CTI_SERVICE
+
+
 async def test_a_caller_gone_before_the_agi_starts_gets_511_from_the_first_command(
         redis_url: str) -> None:
     async with ivr(redis_url) as r:

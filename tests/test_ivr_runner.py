@@ -147,7 +147,9 @@ async def test_hang_up_mid_menu_ends_cleanly(library: FlowLibrary,
                                              directory: MemoryDirectory) -> None:
     fake = FakeAsterisk([HANG_UP])
     outcome, server = await call(fake, library, directory)
-    assert fake.commands[-1] == "GET DATA cti/main-menu 5000 1"  # nothing after the HANGUP
+    # GET DATA's -1 is also a missing prompt: one CHANNEL STATUS (511 after
+    # the HANGUP) tells them apart, and nothing more is sent.
+    assert fake.commands[-2:] == ["GET DATA cti/main-menu 5000 1", "CHANNEL STATUS"]
     assert (outcome.ending.kind, outcome.ending.step) == (EndKind.CALLER_HUNG_UP, "main_menu")
     assert fake.variables == {}
     assert server.completed == 1 and server.active == 0
