@@ -376,6 +376,10 @@ class RecordedAsterisk:
                     raw = await asyncio.wait_for(reader.readline(), within)
                 except ConnectionResetError:
                     raw = b""
+                except TimeoutError:
+                    raise PeerError(f"the server neither sent a command nor closed the AGI "
+                                    f"socket within {within} s (Asterisk would wait forever)"
+                                    ) from None
                 if not raw.endswith(b"\n"):
                     # EOF: fgets() in run_agi ends the AGI; a partial line
                     # is never run.
