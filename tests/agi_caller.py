@@ -309,7 +309,10 @@ class RecordedAsterisk:
     (GET DATA, WAIT FOR DIGIT, STREAM FILE with escape digits), what the
     caller keys during it: a DTMF string, None for silence, or HANG_UP.
     The caller also hangs up during command number `hang_up_at` (1 is the
-    first), or while the sound `hang_up_during` plays. After a hang-up
+    first; a command that plays or listens answers -1, any other one its
+    usual result, then the hang-up is noticed), or while the sound
+    `hang_up_during` plays. `missing_sounds` do not open: STREAM FILE and
+    GET DATA answer -1 on a live channel, as Asterisk does. After a hang-up
     Asterisk sends `HANGUP` once (right after the result of the command
     during which it happened, or, with `hangup_late`, just before the next
     answer, which is the timing recording 08 shows), answers channel
