@@ -4,58 +4,25 @@ clients (PANORAMISK.md items 13-16: each test fails on panoramisk 1.4)."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 
 from cti.ivr.agi import AgiCommandFailed, AgiDeadChannel, AgiHangup, AgiSession
 from cti.ivr.server import FastAgiServer
-from cti.pbx.recording import agi_entries
-
-RECORDING = Path(__file__).parent / "fixtures" / "asterisk-22" / "08-fastagi-ivr.txt"
-
-
-def recorded(conn: str) -> tuple[bytes, list[str], list[str]]:
-    """The env block, the commands sent and the lines received, in order."""
-    entries = agi_entries(RECORDING)[conn]
-    env = entries[0].payload.rstrip(b"\n") + b"\n\n"
-    commands = [e.payload.decode().rstrip("\n") for e in entries[1:] if e.direction == ">>"]
-    lines = [e.payload.decode().rstrip("\n") for e in entries[1:] if e.direction == "<<"]
-    return env, commands, lines
-
-
-def result_units(lines: list[str]) -> list[list[str]]:
-    """Group received lines per command: a 520 block is one unit, and the
-    unsolicited HANGUP belongs after the result it followed on the wire."""
-    units: list[list[str]] = []
-    index = 0
-    while index < len(lines):
-        line = lines[index]
-        if line == "HANGUP":
-            units[-1].append(line)
-        elif line.startswith("520-"):
-            block = [line]
-            while not lines[index].startswith("520 "):
-                index += 1
-                block.append(lines[index])
-            units.append(block)
-        else:
-            units.append([line])
-        index += 1
-    return units
+from tests.agi_caller import recorded_conversation
 
 
 async def play_asterisk(port: int, conn: str, *, hangup_late: bool = False) -> list[str]:
     """Act as Asterisk: send the recorded env, answer each command with the
     recorded result. With hangup_late, the HANGUP line goes out only when
     the next command arrives (as the recording's timing shows it)."""
-    env, commands, lines = recorded(conn)
-    units = result_units(lines)
+    conversation = recorded_conversation(conn)
+    commands = [command for command, _ in conversation.exchange]
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(env)
+    writer.write(conversation.env)
     received: list[str] = []
     pending_hangup = False
-    for unit in units:
+    for _, unit in conversation.exchange:
         raw = await asyncio.wait_for(reader.readuntil(b"\n"), 5)
         received.append(raw.decode().rstrip("\n"))
         out = [line for line in unit if line != "HANGUP"]
@@ -200,7 +167,7 @@ async def test_client_closing_before_the_blank_line_does_not_freeze_the_loop() -
     try:
         _, worst = await _ticks_while(half_env_then_close())
         assert worst < 0.1
-        env, _, _ = recorded("agi1")
+        env = recorded_conversation("agi1").env
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         writer.write(env)
         await writer.drain()
@@ -240,7 +207,7 @@ async def test_close_cancels_running_flows_and_closes_their_sockets() -> None:
 
     server = FastAgiServer({"ivr": handler}, port=0)
     await server.start()
-    env, _, _ = recorded("agi1")
+    env = recorded_conversation("agi1").env
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     writer.write(env)
     await asyncio.wait_for(started.wait(), 5)
@@ -264,7 +231,7 @@ async def test_caller_gone_mid_command_ends_the_flow_with_a_hangup() -> None:
 
     server = FastAgiServer({"ivr": handler}, port=0)
     await server.start()
-    env, _, _ = recorded("agi1")
+    env = recorded_conversation("agi1").env
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     writer.write(env)
     await reader.readuntil(b"\n")

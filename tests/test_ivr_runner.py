@@ -26,11 +26,9 @@ from cti.ivr.flows import (
 )
 from cti.ivr.flows.directory import CustomerDirectory
 from cti.ivr.server import FastAgiServer
-from cti.pbx.recording import agi_entries
-from tests.agi_caller import CLOSE, HANG_UP, FakeAsterisk
+from tests.agi_caller import CLOSE, HANG_UP, FakeAsterisk, recorded_conversation
 
 SAMPLES = Path(__file__).parent.parent / "dialplans" / "ivr"
-RECORDING = Path(__file__).parent / "fixtures" / "asterisk-22" / "08-fastagi-ivr.txt"
 PARIS = ZoneInfo("Europe/Paris")
 OPEN = datetime(2026, 3, 10, 10, 0, tzinfo=PARIS)
 CLOSED = datetime(2026, 3, 10, 21, 30, tzinfo=PARIS)
@@ -149,7 +147,9 @@ async def test_hang_up_mid_menu_ends_cleanly(library: FlowLibrary,
                                              directory: MemoryDirectory) -> None:
     fake = FakeAsterisk([HANG_UP])
     outcome, server = await call(fake, library, directory)
-    assert fake.commands[-1] == "GET DATA cti/main-menu 5000 1"  # nothing after the HANGUP
+    # GET DATA's -1 is also a missing prompt: one CHANNEL STATUS (511 after
+    # the HANGUP) tells them apart, and nothing more is sent.
+    assert fake.commands[-2:] == ["GET DATA cti/main-menu 5000 1", "CHANNEL STATUS"]
     assert (outcome.ending.kind, outcome.ending.step) == (EndKind.CALLER_HUNG_UP, "main_menu")
     assert fake.variables == {}
     assert server.completed == 1 and server.active == 0
@@ -401,16 +401,9 @@ steps:
 
 def recorded_exchange(conn: str) -> tuple[bytes, list[tuple[str, bytes]]]:
     """The env block, then each command sent with the exact bytes received."""
-    entries = agi_entries(RECORDING)[conn]
-    env = entries[0].payload.rstrip(b"\n") + b"\n\n"
-    exchange: list[tuple[str, bytes]] = []
-    for entry in entries[1:]:
-        if entry.direction == ">>":
-            exchange.append((entry.payload.decode().rstrip("\n"), b""))
-        elif entry.direction == "<<":
-            command, received = exchange[-1]
-            exchange[-1] = (command, received + entry.payload.rstrip(b"\n") + b"\n")
-    return env, exchange
+    conversation = recorded_conversation(conn)
+    return conversation.env, [(command, "".join(f"{line}\n" for line in answer).encode())
+                              for command, answer in conversation.exchange]
 
 
 async def replay_asterisk(port: int, conn: str) -> list[str]:

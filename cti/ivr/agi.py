@@ -7,6 +7,8 @@ Held here (see PANORAMISK.md, items 13-16):
   as the result of the next command (recording 08, agi2);
 - a `520-` usage block is read to its `520 End of proper usage.` line, so
   the stream never gets out of step;
+- GET DATA's `-1` is not taken for a hang-up: Asterisk answers the same
+  when the prompt file is missing, so the channel is asked;
 - every read has a timeout and a size bound.
 """
 
@@ -47,6 +49,13 @@ class AgiDeadChannel(AgiHangup):
     """511: a channel command on a channel that is gone."""
 
     code = "agi_dead_channel"
+
+
+class AgiPromptFailed(AgiError):
+    """A prompt could not be played on a channel that is still up (a
+    missing sound file): the caller is there but did not hear the question."""
+
+    code = "agi_prompt_failed"
 
 
 class AgiCommandFailed(AgiError):
@@ -240,13 +249,21 @@ class AgiSession:
 
     async def get_data(self, prompt: str, timeout_ms: int, max_digits: int) -> str:
         """The digits keyed ("" if none before the timeout). Asterisk stops
-        at `max_digits` or at `#`, which is not returned."""
+        at `max_digits` or at `#`, which is not returned.
+
+        Raises AgiDeadChannel when the caller hung up, AgiPromptFailed when
+        the prompt could not be played."""
         result = await self.command(
             f"GET DATA {_name(prompt)} {int(timeout_ms)} {int(max_digits)}",
             within=timeout_ms / 1000 * max(1, max_digits) + self._timeout,
         )
         if result.text == "-1":
-            raise AgiHangup("caller hung up during GET DATA")
+            # -1 is a hang-up, or a prompt that did not open: app.c
+            # ast_app_getdata_full returns ast_streamfile()'s -1 before
+            # reading any key. The channel tells them apart (511 on a dead
+            # one raises AgiDeadChannel).
+            await self.channel_status()
+            raise AgiPromptFailed(f"GET DATA could not play {prompt!r}")
         return result.digits
 
     async def wait_for_digit(self, timeout_ms: int) -> str | None:
