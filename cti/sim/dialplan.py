@@ -112,8 +112,8 @@ CTI_INBOUND = [
 
 def _cti_inbound_agi(agi_url: str) -> list[Step]:
     """[cti-inbound] of dialplans/cti.conf: the server's IVR over FastAGI;
-    when it cannot be reached (AGISTATUS FAILURE) the caller still queues,
-    with the default service."""
+    when it cannot be reached (AGISTATUS FAILURE, no CTI_SERVICE chosen)
+    the caller still queues, with the default service."""
     return [
         Step("NoOp", "CTI inbound call from ${CALLERID(all)} on DID ${EXTEN}"),
         Step("Set", "CTI_DID=${EXTEN}"),
@@ -121,7 +121,7 @@ def _cti_inbound_agi(agi_url: str) -> list[Step]:
         Step("Answer"),
         Step("AGI", f"{agi_url}/ivr?did=${{EXTEN}}"),
         Step("ExecIf",
-             '$["${AGISTATUS}" != "SUCCESS"]?Set(CTI_SERVICE=${CTI_DEFAULT_SERVICE})'),
+             '$["${CTI_SERVICE}" = ""]?Set(CTI_SERVICE=${CTI_DEFAULT_SERVICE})'),
         Step("GotoIf", '$["${CTI_STATE}" = "done"]?done'),
         Step("Set", "CTI_STATE=queued"),
         Step("UserEvent", "CTIQueued,CtiDid: ${EXTEN},CtiService: ${CTI_SERVICE}"),
