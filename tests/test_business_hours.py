@@ -6,6 +6,7 @@ inside them."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -13,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cti.callbacks.admission import Staffing, can_promise, opening_of, slots
-from cti.center import CenterError, center_from
+from cti.center import CenterError, center_from, load_center
 from cti.hours import Schedule
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -171,3 +172,10 @@ def test_every_slot_offered_starts_inside_the_hours(
     for slot in offered:
         assert schedule.is_open(datetime.fromtimestamp(slot.start, UTC))
         assert slot.start % 1800 == 0 and slot.start >= now.timestamp()
+
+
+def test_the_example_center_file_documents_hours_that_load() -> None:
+    example = Path(__file__).parent.parent / "cti" / "examples" / "center.yaml"
+    hours = load_center(example).hours
+    assert set(hours) == {"support"}
+    assert not hours["support"].is_open(paris(2026, 12, 25, 10, 0))
