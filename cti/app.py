@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 from aiohttp import web
@@ -46,6 +46,10 @@ from cti.store.connection import Store
 from cti.store.reservations import Reservations
 from cti.switchboard import CallFinished, Switchboard, SwitchboardEvent, VipLookup
 from cti.web import health
+
+if TYPE_CHECKING:
+    from cti.ivr.flows import IvrOutcome
+    from cti.ivr.server import AgiHandler
 
 log = structlog.get_logger(__name__)
 
@@ -100,6 +104,12 @@ class Server:
                          else SessionKeys.random())
         # Set by the callback feature: pending callbacks per service (None: all).
         self.callbacks_pending: Callable[[str | None], int] | None = None
+        # The FastAGI scripts (by name) the IVR feature's server answers:
+        # its own "ivr" and those of other features ("callback-offer").
+        self.agi_routes: dict[str, AgiHandler] = {}
+        # Told each IVR outcome once the flow ended (the callback feature
+        # takes the callbacks asked for in a flow).
+        self.ivr_outcomes: list[Callable[[IvrOutcome], Awaitable[None]]] = []
         self.features: list[Feature] = [install(self) for install in installers()]
         self._runner: web.AppRunner | None = None
         self._site_port = 0

@@ -20,6 +20,10 @@ given to an agent who lets a call ring out.
           - {after: 60, skill: support, any_level: true}
           - {after: 120, overflow: sales}
         escalation: support-l2     # where agents escalate these calls
+        hours:                     # optional: callbacks are promised inside them
+          timezone: Europe/Paris
+          weekly: {mon-fri: ["08:00-18:00"], sat: "09:00-12:00"}
+          holidays: [2026-12-25]
     agents:
       - {id: "1001", name: Bob Martin, device: PJSIP/1001, skills: {support: 7}}
     vip_numbers: ["0140000099"]
@@ -37,6 +41,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cti.auth import Role, is_password_hash
+from cti.hours import Schedule
 from cti.pbx.commands import dial_string
 from cti.pbx.errors import InvalidCommand
 from cti.routing import (
@@ -118,6 +123,10 @@ class ServiceModel(_Model):
     caller_id: Number | None = None
     # The level-2 service an agent escalates this service's calls to.
     escalation: Name | None = None
+    # When the service is open (the IVR's schedule format). Callbacks are
+    # promised only inside them: ASAP while open, slots that start open.
+    # None: always open.
+    hours: Schedule | None = None
 
 
 # An agent id is the extension `cti-connect` is entered with (its `_X.`
@@ -234,6 +243,8 @@ class Center:
     supervisors: Mapping[str, Person] = field(default_factory=dict)
     # service -> the service its calls are escalated to (level 2)
     escalations: Mapping[str, str] = field(default_factory=dict)
+    # service -> its business hours; a service not listed is always open
+    hours: Mapping[str, Schedule] = field(default_factory=dict)
 
     def service_for(self, requested: str | None, did: str | None) -> str:
         """The service of a new call: the one the IVR or dialplan named if
@@ -314,4 +325,6 @@ def _build(model: CenterModel) -> Center:
         supervisors={s.id: Person(s.id, s.name, s.device) for s in model.supervisors},
         escalations={name: spec.escalation for name, spec in model.services.items()
                      if spec.escalation is not None},
+        hours={name: spec.hours for name, spec in model.services.items()
+               if spec.hours is not None},
     )

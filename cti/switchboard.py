@@ -378,6 +378,11 @@ class Switchboard:
             return
         if change.state is CallState.WAITING:
             await self._on_waiting(call, change.at)
+        elif change.state is CallState.IN_IVR:
+            # A waiting caller in a menu run from the waiting context (the
+            # callback offer): nobody is offered them until they are back
+            # in waiting, where the task is queued again with its place.
+            self.step_out(call.id)
         elif change.state is CallState.CONNECTING:
             agent = self._offered_agent(call.id)
             if agent is not None and agent.state is AgentState.RESERVED:
@@ -609,6 +614,32 @@ class Switchboard:
             await self._reservations.give_back(agent_id, task_id)
         except Exception:
             log.exception("routing.give_back_failed", call_id=task_id, agent_id=agent_id)
+
+    # -- waiting callers who leave the line ------------------------------------------
+
+    def step_out(self, call_id: str) -> TaskInfo | None:
+        """Take a waiting caller's task out of the router for a while (they
+        are in a menu). Back in the waiting context `_on_waiting` queues it
+        again, with its enqueue time. The task, or None when the call has
+        none or an agent is being offered it."""
+        info = self.tasks.get(call_id)
+        if info is None or call_id in self.offers or call_id in self._detached:
+            return None
+        self.index.remove_task(call_id)
+        return info
+
+    def withdraw_call(self, call_id: str) -> TaskInfo | None:
+        """Take a waiting caller's task out of routing for good: they chose
+        to be called back, and the callback carries the task's enqueue time.
+        The end of their call then counts as no routed call. The task, or
+        None as `step_out`."""
+        info = self.step_out(call_id)
+        if info is None:
+            return None
+        del self.tasks[call_id]
+        log.info("routing.task_withdrawn", call_id=call_id, service=info.task.service,
+                 waited_s=round(self._clock() - info.task.enqueued_at, 1))
+        return info
 
     # -- tasks without a live call (callbacks) ------------------------------------
 

@@ -64,6 +64,7 @@ class FakeAsterisk:
     script: str = "ivr?flow=main"
     caller: str | None = "+33677777777"
     language: str = "en"
+    uniqueid: str = "1795369761.62"
     missing_sounds: frozenset[str] = frozenset()
     hang_up_during: frozenset[str] = frozenset()
     stall_during: frozenset[str] = frozenset()  # Asterisk never answers
@@ -75,7 +76,8 @@ class FakeAsterisk:
     async def call(self, port: int) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
-            writer.write(env_block(self.script, caller=self.caller, language=self.language))
+            writer.write(env_block(self.script, caller=self.caller, language=self.language,
+                                   uniqueid=self.uniqueid))
             await writer.drain()
             while True:
                 raw = await asyncio.wait_for(reader.readline(), 5)

@@ -5,6 +5,7 @@ HTTP client."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -79,7 +80,8 @@ def center(agents: list[dict[str, Any]], **service: Any) -> dict[str, Any]:
 
 @asynccontextmanager
 async def floor(tmp: Path, agents: list[dict[str, Any]], *,
-                env: dict[str, str] | None = None, **service: Any) -> AsyncIterator[Floor]:
+                env: dict[str, str] | None = None,
+                clock: Callable[[], float] = time.time, **service: Any) -> AsyncIterator[Floor]:
     with redis_server(tmp) as redis_url:
         sim = await start_sim(port=0, secret="s3cret")
         port = free_port()
@@ -91,7 +93,7 @@ async def floor(tmp: Path, agents: list[dict[str, Any]], *,
             "CTI_CALLBACKS_RETRY_BACKOFF_SECONDS": "1,1",
             **(env or {})})
         store = await open_store(redis_url)
-        server = Server(settings, center_from(center(agents, **service)), store)
+        server = Server(settings, center_from(center(agents, **service)), store, clock=clock)
         await server.start()
         http = aiohttp.ClientSession()
         try:

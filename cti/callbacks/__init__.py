@@ -1,6 +1,8 @@
-"""Click-to-callback from web pages: the public API, admission, durable
-storage in Redis, the dispatcher that routes due callbacks to agents, and
-the embeddable widget. `install(server)` wires it into a running server."""
+"""Click-to-callback from web pages and by phone: the public API,
+admission, durable storage in Redis, the dispatcher that routes due
+callbacks to agents, the embeddable widget, and the offer a waiting caller
+reaches by pressing 1 (keeping their place). `install(server)` wires it
+into a running server."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import structlog
 from cti.callbacks.dispatch import Dispatcher
 from cti.callbacks.http import CallbackRoutes
 from cti.callbacks.models import Callback, CallbackRequest, Outcome, Status
+from cti.callbacks.phone import PhoneCallbacks
 from cti.callbacks.service import CallbackService
 from cti.callbacks.sites import check_site_key, site_key
 from cti.callbacks.store import CallbackStore
@@ -36,6 +39,12 @@ class CallbackFeature:
                                      send=lambda action: server.link.send(action),  # noqa: PLW0108
                                      dialplan=server.settings.dialplan, clock=server.clock)
         CallbackRoutes(self.service, settings, server.settings.numbers).install(server.web)
+        # By phone: the offer of [cti-wait] over FastAGI, and IVR flows
+        # that end with a callback.
+        self.phone = PhoneCallbacks(self.service, server.switchboard, server.tracker,
+                                    server.settings.numbers)
+        server.agi_routes.update(self.phone.routes())
+        server.ivr_outcomes.append(self.phone.on_ivr_outcome)
         # The wallboard's "callbacks pending", refreshed from the store every
         # few seconds (the board is built synchronously, from memory).
         self.pending: dict[str, int] = {}
@@ -72,5 +81,5 @@ def install(server: Server) -> CallbackFeature:
 
 
 __all__ = ["Callback", "CallbackFeature", "CallbackRequest", "CallbackService",
-           "CallbackStore", "Dispatcher", "Outcome", "Status", "check_site_key", "install",
-           "site_key"]
+           "CallbackStore", "Dispatcher", "Outcome", "PhoneCallbacks", "Status",
+           "check_site_key", "install", "site_key"]

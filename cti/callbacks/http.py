@@ -14,7 +14,6 @@ import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
-from cti.callbacks.admission import can_promise
 from cti.callbacks.errors import (
     BodyTooLarge,
     CallbackError,
@@ -118,7 +117,7 @@ class CallbackRoutes:
             raise InvalidRequest([{"field": "topic", "reason": "not a topic name"}])
         service = self.service.service_of(topic)
         offered = await self.service.slots(topic)
-        wait = can_promise(self.service.staffing(service), self.settings.promise_seconds)
+        wait = self.service.asap_wait(service)
         expected = None if wait is None else iso(self.service.now() + wait)
         return web.json_response({"slots": [slot_view(s) for s in offered],
                                   "asap": wait is not None, "expected_at": expected})

@@ -72,13 +72,19 @@ def document() -> dict[str, Any]:
                 "responses": {
                     "202": _ok("accepted (or the pending one for this number)", "Callback"),
                     "403": _error("origin not allowed or site key refused"),
-                    "409": _error("ASAP cannot be honoured: slots offered instead"),
+                    "409": _error("ASAP cannot be honoured (the center is overloaded, "
+                                  "nobody with the skills is logged in, or the service "
+                                  "is outside its business hours): slots offered "
+                                  "instead"),
                     "413": _error("body too large"),
                     "422": _error("a field is not valid; `fields` says which and why"),
                     "429": _error("too many requests from this address or for this number"),
                 }}},
             "/api/v1/callbacks/slots": {"get": {
                 "summary": "The slots that can still be honoured",
+                "description": "Slots start inside the service's business hours "
+                               "(none at night, on a closed day or a holiday); "
+                               "`asap` is false outside them.",
                 "parameters": [{"name": "topic", "in": "query", "required": False,
                                 "schema": {"type": "string",
                                            "pattern": "^[A-Za-z0-9_-]{1,32}$"}}],

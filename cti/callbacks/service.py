@@ -10,7 +10,15 @@ from datetime import datetime
 
 import structlog
 
-from cti.callbacks.admission import Slot, Staffing, can_promise, expected_wait, slots
+from cti.callbacks.admission import (
+    Opening,
+    Slot,
+    Staffing,
+    can_promise,
+    expected_wait,
+    opening_of,
+    slots,
+)
 from cti.callbacks.errors import (
     AlreadyFinal,
     CannotPromise,
@@ -40,6 +48,8 @@ class CallbackService:
         self.switchboard = switchboard
         self._clock = clock
         self._handle: dict[str, float] = {}
+        self._openings: dict[str, Opening] = {
+            name: opening_of(schedule) for name, schedule in center.hours.items()}
         switchboard.listeners.append(self._on_switchboard)
 
     def now(self) -> float:
@@ -70,17 +80,31 @@ class CallbackService:
             available=sum(1 for a in qualified if a.state is AgentState.AVAILABLE),
             rostered=len(qualified), handle_seconds=self.handle_seconds(service))
 
+    def asap_wait(self, service: str) -> float | None:
+        """The expected wait of an ASAP callback placed now, or None when
+        the center cannot promise one (overloaded, nobody with the skills,
+        or outside the service's business hours)."""
+        return can_promise(self.staffing(service), self.settings.promise_seconds,
+                           at=self._clock(), opening=self._openings.get(service))
+
     async def slots(self, topic: str | None) -> list[Slot]:
         service = self.service_of(topic)
         now = self._clock()
         size = self.settings.slot_minutes * 60.0
-        horizon = now + size * (self.settings.slots_offered * 4 + 2)
+        count = self.settings.slots_offered
+        staffing = self.staffing(service)
+        opening = self._openings.get(service)
+        # How far the search can reach (it looks at `count * 4` open slots
+        # at most, every one full): what is booked up to there. Business
+        # hours put that past nights and weekends.
+        reach = slots(now, staffing, {}, slot_seconds=size, count=count * 4, opening=opening)
+        if not reach:
+            return []
         booked: dict[float, int] = {}
-        for due in await self.store.booked(now, horizon):
+        for due in await self.store.booked(now, reach[-1].end):
             start = due - due % size
             booked[start] = booked.get(start, 0) + 1
-        return slots(now, self.staffing(service), booked, slot_seconds=size,
-                     count=self.settings.slots_offered)
+        return slots(now, staffing, booked, slot_seconds=size, count=count, opening=opening)
 
     # -- requests --------------------------------------------------------------
 
@@ -97,7 +121,9 @@ class CallbackService:
         now = self._clock()
         staffing = self.staffing(service)
         if request.when == "asap":
-            wait = can_promise(staffing, self.settings.promise_seconds)
+            # A waiting caller who keeps their place is taken whatever the
+            # promise: their place in the line was already given.
+            wait = self.asap_wait(service)
             if wait is None and enqueued_at is None:
                 offered = await self.slots(request.topic)
                 raise CannotPromise(

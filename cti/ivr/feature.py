@@ -67,9 +67,11 @@ class IvrFeature:
         self.library = FlowLibrary(settings.center.flows)
         clock = self.clock
         directory = RedisDirectory(server.customers, clock=clock)
-        routes = ivr_routes(self.library, directory, self._on_outcome, clock,
-                            default_service=server.center.default_service)
-        self.agi = FastAgiServer(routes, host=settings.agi.host, port=settings.agi.port)
+        server.agi_routes.update(ivr_routes(self.library, directory, self._on_outcome, clock,
+                                            default_service=server.center.default_service))
+        # The server's table itself: features installed later add theirs.
+        self.agi = FastAgiServer(server.agi_routes, host=settings.agi.host,
+                                 port=settings.agi.port)
         self._watch_interval = watch_interval
         self._watching: asyncio.Task[None] | None = None
         self.ended: Counter[tuple[str, str]] = Counter()  # (flow, ending kind) -> calls
@@ -142,6 +144,14 @@ class IvrFeature:
                 await self._server.profiles.by_id(outcome.customer)
             except (RedisError, OSError) as exc:
                 log.warning("ivr.profile_not_read", call=call_id, reason=str(exc))
+        for consumer in self._server.ivr_outcomes:
+            # One error boundary per consumer: one failing does not keep
+            # the outcome from the others.
+            try:
+                await consumer(outcome)
+            except Exception:
+                log.exception("ivr.outcome_consumer_failed", call=call_id,
+                              consumer=getattr(consumer, "__qualname__", repr(consumer)))
 
 
 def _log_report(report: ReloadReport) -> None:

@@ -14,7 +14,7 @@ import contextlib
 import shlex
 from urllib.parse import urlsplit
 
-from cti.sim.apps import answer_channel
+from cti.sim.apps import SOUNDS, answer_channel
 from cti.sim.channels import Channel
 from cti.sim.runtime import Outcome, Runtime
 
@@ -33,10 +33,6 @@ USAGE_STREAM_FILE = (
     "520 End of proper usage.",
 )
 DEAD = "511 Command Not Permitted on a dead channel or intercept routine"
-# Sound lengths in seconds (8 kHz samples = seconds * 8000, the `endpos`),
-# measured in recording 08; other files play 1 s.
-SOUNDS = {"hello-world": 1.42, "you-entered": 0.98, "auth-thankyou": 0.96,
-          "basic-pbx-ivr-main": 4.0, "agent-pass": 1.2}
 DIGIT_SECONDS = 0.38
 # res_agi.c MAX_AGI_CONNECT: a FastAGI server that does not accept within
 # 2 s is a failure (real seconds: a network wait, not simulated time).

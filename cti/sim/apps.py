@@ -1,19 +1,25 @@
 """Dialplan applications of the simulator (NoOp, Set, Answer, Wait,
-MusicOnHold, UserEvent, Goto, GotoIf, ExecIf, Hangup, Ringing, Busy,
-Congestion, SendDTMF, ChanSpy), each emitting what the Asterisk 22
-application emits.
+MusicOnHold, Background, WaitExten, UserEvent, Goto, GotoIf, ExecIf,
+Hangup, Ringing, Busy, Congestion, SendDTMF, ChanSpy), each emitting what
+the Asterisk 22 application emits.
 
 Dial lives in `cti.sim.dial` and AGI in `cti.sim.agi_client`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from cti.sim.channels import Channel, State
 from cti.sim.runtime import Outcome, Runtime, app_args
 
 _APP_CALL = re.compile(r"\s*(\w+)(?:\((.*)\))?\s*\Z", re.DOTALL)
+_MUSIC_CLASS = re.compile(r"m(?:\(([^()]*)\))?")
+# Sound lengths in seconds (8 kHz samples = seconds * 8000, the `endpos`),
+# measured in recording 08; other files play 1 s.
+SOUNDS = {"hello-world": 1.42, "you-entered": 0.98, "auth-thankyou": 0.96,
+          "basic-pbx-ivr-main": 4.0, "agent-pass": 1.2}
 
 
 async def noop(rt: Runtime, chan: Channel, args: list[str]) -> Outcome:
@@ -234,3 +240,70 @@ def _bridge_refresh(rt: Runtime, spyee: Channel) -> None:
         return
     members = [spyee, *[m for m in bridge.members if m is not spyee]]
     rt.switch.bridge_peers(bridge, members)
+
+
+async def _listen(rt: Runtime, chan: Channel, seconds: float) -> str | None:
+    """The first key the caller presses within `seconds` (a key pressed
+    before, still unread, counts: Asterisk queues it on the channel), ""
+    when none, None when the channel was hung up or redirected."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + rt.real(seconds)
+    while not chan.interrupted:
+        if chan.dtmf:
+            return chan.dtmf.popleft()
+        left = deadline - loop.time()
+        if left <= 0:
+            return ""
+        await rt.switch.wait_any([chan], left)
+    return None
+
+
+def _to_extension(rt: Runtime, chan: Channel, key: str) -> Outcome:
+    """A key ends Background/WaitExten: the pbx loop goes to that
+    extension of the current context, else to `i` with INVALID_EXTEN, else
+    hangs up ("sent to invalid extension but no invalid handler"). Only
+    one-key extensions: the simulator does not wait for a longer match."""
+    if rt.dialplan.lookup(chan.context, key) is not None:
+        chan.exten, chan.priority = key, 1
+        return Outcome.JUMP
+    if rt.dialplan.lookup(chan.context, "i") is not None:
+        rt.switch.set_var(chan, "INVALID_EXTEN", key)
+        chan.exten, chan.priority = "i", 1
+        return Outcome.JUMP
+    return Outcome.HANGUP
+
+
+def _ended(chan: Channel) -> Outcome:
+    return Outcome.HANGUP if chan.hangup_requested else Outcome.NEXT
+
+
+async def background(rt: Runtime, chan: Channel, args: list[str]) -> Outcome:
+    """Background(file): the prompt plays and a key cuts it short."""
+    name = args[0] if args else ""
+    key = await _listen(rt, chan, SOUNDS.get(name, 1.0))
+    if not key:  # played to the end, or hung up / redirected meanwhile
+        return _ended(chan)
+    return _to_extension(rt, chan, key)
+
+
+async def wait_exten(rt: Runtime, chan: Channel, args: list[str]) -> Outcome:
+    """WaitExten([seconds][,m[(class)]]): wait for a key, with music on
+    hold when asked (MusicOnHoldStart/Stop, as the application starts and
+    stops it); at the timeout the dialplan goes on at `t` (hang-up when the
+    context has none, as Asterisk does)."""
+    seconds = float(args[0]) if args and args[0] else 10.0
+    music = _MUSIC_CLASS.fullmatch(args[1]) if len(args) > 1 else None
+    if music is not None:
+        klass = music.group(1) or "default"
+        rt.switch.emit("MusicOnHoldStart", "call", [*chan.fields(), ("Class", klass)])
+    key = await _listen(rt, chan, seconds)
+    if music is not None and chan.alive:
+        rt.switch.emit("MusicOnHoldStop", "call", chan.fields())
+    if key is None:
+        return _ended(chan)
+    if key:
+        return _to_extension(rt, chan, key)
+    if rt.dialplan.lookup(chan.context, "t") is None:
+        return Outcome.HANGUP
+    chan.exten, chan.priority = "t", 1
+    return Outcome.JUMP

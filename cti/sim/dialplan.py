@@ -1,11 +1,12 @@
 """The dialplan the simulator runs: the `cti-*`, `ivr-inbound` and `sim-*`
 contexts of the recordings' `config/extensions.conf`, as data, and the
-IVR entry of `dialplans/cti.conf` (`SimSettings.inbound_agi`).
+IVR entry and the waiting contexts of `dialplans/cti.conf`
+(`SimSettings.inbound_agi`).
 
 Each priority is a `Step` (application + data); data may refer to channel
-variables with `${...}` and hold simple `$[...]` comparisons like the real
-dialplan, so the `Newexten` AppData and the values the CTI server sees are
-the same as Asterisk's.
+variables with `${...}` and hold simple `$[...]` comparisons and integer
+sums like the real dialplan, so the `Newexten` AppData and the values the
+CTI server sees are the same as Asterisk's.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from cti.sim.population import Phone, Pickup, Population
 _VAR = re.compile(r"\$\{([^{}]+)\}")
 _EXPRESSION = re.compile(r"\$\[([^\[\]]*)\]")
 _COMPARISON = re.compile(r'\s*("[^"]*"|[^\s"!=]*)\s*(!=|=)\s*("[^"]*"|[^\s"!=]*)\s*\Z')
+_ARITHMETIC = re.compile(r"\s*(-?\d+)\s*(\+|-|>=|<=|>|<)\s*(-?\d+)\s*\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,12 +66,21 @@ def substitute(
 
 
 def _compare(match: re.Match[str]) -> str:
-    """`$["a" = "b"]` / `$[a != b]` -> "1" or "0", as Asterisk evaluates
-    them before the application runs (the AppData shows the result). Only
-    the (in)equality the cti dialplan uses; anything else stays as written."""
+    """`$["a" = "b"]` / `$[a != b]` -> "1" or "0", `$[12 + 3]` -> "15",
+    `$[12 >= 3]` -> "1", as Asterisk evaluates them before the application
+    runs (the AppData shows the result). Only what the cti dialplan uses:
+    (in)equality, and sums and orderings of integers (the wait deadline of
+    cti-wait); anything else stays as written."""
     comparison = _COMPARISON.match(match.group(1))
     if comparison is None:
-        return match.group(1).strip()
+        arithmetic = _ARITHMETIC.match(match.group(1))
+        if arithmetic is None:
+            return match.group(1).strip()
+        a, operator, b = int(arithmetic.group(1)), arithmetic.group(2), int(arithmetic.group(3))
+        if operator in "+-":
+            return str(a + b if operator == "+" else a - b)
+        held = {">=": a >= b, "<=": a <= b, ">": a > b, "<": a < b}[operator]
+        return "1" if held else "0"
     left, operator, right = (part.strip('"') for part in comparison.groups())
     return "1" if (left == right) == (operator == "=") else "0"
 
@@ -135,6 +146,46 @@ CTI_WAIT = [
     Step("Set", "CTI_STATE=waiting"),
     Step("MusicOnHold", "default,300"),
     Step("UserEvent", "CTIWaitTimeout"),
+    Step("Hangup"),
+]
+
+
+def _cti_wait_conf() -> dict[str, list[Step]]:
+    """[cti-wait] of dialplans/cti.conf: music between announcements that
+    1 gets a callback keeping the caller's place (tests/test_keep_my_place
+    checks these steps against the file)."""
+    return {
+        "s": [
+            Step("NoOp", "CTI waiting for a routing decision"),
+            Step("Set", "CTI_STATE=waiting"),
+            Step("Set", "CTI_WAIT_UNTIL=$[${EPOCH} + ${CTI_WAIT_TIMEOUT}]"),
+            Step("GotoIf", "$[${EPOCH} >= ${CTI_WAIT_UNTIL}]?timeout", label="wait"),
+            Step("GotoIf", '$["${CTI_DID}" = ""]?hold'),
+            Step("Background", "cti/wait-callback-offer"),
+            Step("WaitExten", "${CTI_WAIT_ANNOUNCE},m(default)", label="hold"),
+            Step("UserEvent", "CTIWaitTimeout,CtiService: ${CTI_SERVICE}", label="timeout"),
+            Step("Goto", "cti-wait-timeout,s,1"),
+        ],
+        "1": [Step("Goto", "cti-wait-offer,s,1")],
+        "t": [Step("Goto", "s,wait")],
+        "i": [Step("Goto", "s,wait")],
+    }
+
+
+def _cti_wait_offer(agi_url: str) -> list[Step]:
+    """[cti-wait-offer] of dialplans/cti.conf: the server's callback offer;
+    without a callback stored the caller goes back to waiting."""
+    return [
+        Step("NoOp", "CTI callback offer for ${CALLERID(num)}"),
+        Step("AGI", f"{agi_url}/callback-offer"),
+        Step("GotoIf", '$["${CTI_STATE}" = "done"]?done'),
+        Step("Goto", "cti-wait,s,wait"),
+        Step("Hangup", label="done"),
+    ]
+
+
+CTI_WAIT_TIMEOUT_CONTEXT = [
+    Step("NoOp", "CTI wait timeout"),
     Step("Hangup"),
 ]
 CTI_CONNECT = [
@@ -282,7 +333,9 @@ class Dialplan:
     string template `cti-connect` uses for an agent when the server did not
     set CTI_AGENT_DEVICE (`Local/{exten}@sim-agent` by default, like the
     recordings); `inbound_agi` runs the IVR of dialplans/cti.conf in
-    `cti-inbound` instead of queueing at once as the recordings do."""
+    `cti-inbound` instead of queueing at once as the recordings do, and
+    its `cti-wait` (announcements, 1 for the callback offer) instead of the
+    recordings' plain music on hold."""
 
     def __init__(
         self,
@@ -304,9 +357,18 @@ class Dialplan:
             "sim-agent": frozenset(population.agents),
             "sim-customer": frozenset(customers),
         }
+        waiting: dict[str, Lookup] = {
+            "cti-wait": _static({"s": CTI_WAIT}),
+        }
+        if inbound_agi:
+            waiting = {
+                "cti-wait": _static(_cti_wait_conf()),
+                "cti-wait-offer": _static({"s": _cti_wait_offer(agi_url)}),
+                "cti-wait-timeout": _static({"s": CTI_WAIT_TIMEOUT_CONTEXT}),
+            }
         self._contexts: dict[str, Lookup] = {
             "cti-inbound": _static({"_X.": inbound}),
-            "cti-wait": _static({"s": CTI_WAIT}),
+            **waiting,
             "cti-connect": _static({"_X.": CTI_CONNECT}),
             "cti-callback": _static({"_0X.": CTI_CALLBACK, "_+X.": CTI_CALLBACK}),
             "cti-spy": _static({"s": CTI_SPY}),

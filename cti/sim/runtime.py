@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from enum import Enum
 from typing import Any
@@ -43,11 +44,18 @@ class Runtime:
         self.rng = random.Random(seed)
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
+        # ${EPOCH} runs at `speed` from the wall clock at start.
+        self._started = (time.time(), time.monotonic())
         self.failures: list[BaseException] = []
 
     # ------------------------------------------------------------ time
     def real(self, seconds: float) -> float:
         return seconds / self.speed
+
+    def epoch(self) -> int:
+        """${EPOCH}: seconds of simulated time (Wait 10 moves it by 10)."""
+        wall, mono = self._started
+        return int(wall + (time.monotonic() - mono) * self.speed)
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(self.real(seconds))
@@ -98,7 +106,9 @@ class Runtime:
     # ------------------------------------------------------------ dialplan
     def expand(self, chan: Channel, data: str) -> str:
         globals_ = self.switch.globals
-        return substitute(data, chan, globals_, self.dialplan.expressions(chan, globals_))
+        extra = self.dialplan.expressions(chan, globals_)
+        extra["EPOCH"] = str(self.epoch())
+        return substitute(data, chan, globals_, extra)
 
     def start_pbx(self, chan: Channel) -> None:
         chan.pbx = True

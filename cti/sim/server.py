@@ -25,7 +25,8 @@ from cti.sim.runtime import App, Runtime
 @dataclass(frozen=True, slots=True)
 class SimSettings:
     """`inbound_agi` runs the IVR of dialplans/cti.conf (FastAGI at
-    `agi_url`) in cti-inbound; `default_service` is the CTI_DEFAULT_SERVICE
+    `agi_url`) in cti-inbound and its cti-wait, where 1 reaches the
+    server's callback offer; `default_service` is the CTI_DEFAULT_SERVICE
     global, the service of a caller the IVR did not classify."""
 
     host: str = "127.0.0.1"
@@ -40,6 +41,8 @@ class SimSettings:
     population: Population = field(default_factory=Population)
     inbound_agi: bool = False
     default_service: str = "support"
+    # seconds of music between two callback announcements in cti-wait
+    wait_announce_s: int = 45
 
 
 APPS: dict[str, App] = {
@@ -56,6 +59,8 @@ APPS: dict[str, App] = {
     "GotoIf": apps.goto_if,
     "ExecIf": apps.exec_if,
     "MusicOnHold": apps.music_on_hold,
+    "Background": apps.background,
+    "WaitExten": apps.wait_exten,
     "SendDTMF": apps.send_dtmf,
     "ChanSpy": apps.chan_spy,
     "Dial": dial,
@@ -85,6 +90,9 @@ class Sim:
         self.switch = Switch(self.ami.broadcast, hints)
         self.switch.globals["CTI_DEFAULT_RING_TIMEOUT"] = "10"
         self.switch.globals["CTI_DEFAULT_SERVICE"] = settings.default_service
+        # dialplans/cti.conf's cti-wait (inbound_agi): asterisk-config's values
+        self.switch.globals["CTI_WAIT_TIMEOUT"] = "900"
+        self.switch.globals["CTI_WAIT_ANNOUNCE"] = str(settings.wait_announce_s)
         self.runtime = Runtime(self.switch, Dialplan(
             population, _rng(settings.seed, 1), settings.agi_url, settings.agent_interface,
             inbound_agi=settings.inbound_agi,

@@ -1,8 +1,8 @@
 """IVR flows: declarative YAML flows (dialplans/ivr/*.yaml), validated at
 load, interpreted by a pure step machine and run over FastAGI."""
 
+from cti.hours import Schedule
 from cti.ivr.flows.directory import Customer, CustomerDirectory, MemoryDirectory
-from cti.ivr.flows.hours import Schedule
 from cti.ivr.flows.interpreter import advance, begin
 from cti.ivr.flows.loader import (
     FlowError,

@@ -26,7 +26,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from cti.ivr.flows.hours import Schedule
+from cti.hours import Schedule
 
 # Names that end up in AGI commands or channel variables: none of the
 # characters a dialplan splits on (, | & ; ( ) $) nor spaces or quotes.

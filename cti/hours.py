@@ -1,11 +1,14 @@
 """Business hours: a weekly schedule in a named time zone, with holidays.
+Shared by the IVR (`hours` steps) and the center file (a service's hours,
+which limit the callbacks it promises).
 
-Pure: `Schedule.is_open(at)` reads no clock; the caller passes the instant.
+Pure: `Schedule.is_open(at)` and `next_open(at)` read no clock; the caller
+passes the instant.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -137,3 +140,35 @@ class Schedule(BaseModel):
         minute = local.hour * 60 + local.minute
         openings = self._week.get(DAYS[local.weekday()], ())
         return any(start <= minute < end for start, end in openings)
+
+    def next_open(self, at: datetime, *, within_days: int = 400) -> datetime | None:
+        """The first instant at or after `at` (timezone-aware) when the
+        service is open, in UTC: `at` itself when open now. None when
+        nothing opens within `within_days` local days."""
+        if at.tzinfo is None:
+            raise ValueError("next_open needs a timezone-aware datetime")
+        # Compared in UTC: two datetimes of one zone compare by wall time,
+        # which is wrong across a DST change.
+        now = at.astimezone(UTC)
+        zone = self.zone
+        day = now.astimezone(zone).date()
+        for offset in range(within_days + 1):
+            local = day + timedelta(days=offset)
+            if local in self.holidays:
+                continue
+            for start, end in sorted(self._week.get(DAYS[local.weekday()], ())):
+                opens, closes = _instant(local, start, zone), _instant(local, end, zone)
+                first = max(opens, now)
+                # The is_open check: wall times in the hour skipped when the
+                # clocks go forward have no instant of their own.
+                if first < closes and self.is_open(first):
+                    return first
+        return None
+
+
+def _instant(day: date, minute: int, zone: ZoneInfo) -> datetime:
+    """Local wall time `minute` of `day` in UTC (24:00: the next midnight)."""
+    if minute >= 24 * 60:
+        day, minute = day + timedelta(days=1), 0
+    local = datetime(day.year, day.month, day.day, minute // 60, minute % 60, tzinfo=zone)
+    return local.astimezone(UTC)
