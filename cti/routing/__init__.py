@@ -1,7 +1,8 @@
 """Routing: the pure core that pairs waiting tasks (calls, callbacks, preview
 calls) with agents by skills, priority with aging, relaxation, overflow and
-sticky agents, and explains each choice; plus the incremental index the
-routing shell keeps for sub-millisecond decisions."""
+sticky agents, tasks pinned to one agent (transfers), and explains each
+choice; plus the incremental index the routing shell keeps for
+sub-millisecond decisions."""
 
 from cti.routing.agents import Agent, AgentState
 from cti.routing.errors import (
@@ -21,6 +22,7 @@ from cti.routing.models import (
     Assignment,
     LowerLevel,
     Overflow,
+    Pin,
     Relaxation,
     RingNoAnswer,
     Service,
@@ -34,6 +36,7 @@ from cti.routing.policy import (
     Policy,
     PriorityClass,
     effective_priority,
+    pinned_agent,
 )
 from cti.routing.router import assign, due_wrapups, next_wakeup, wrap_up_end
 
@@ -49,6 +52,7 @@ __all__ = [
     "LowerLevel",
     "NotAgentsCall",
     "Overflow",
+    "Pin",
     "Policy",
     "PriorityClass",
     "Relaxation",
@@ -68,5 +72,6 @@ __all__ = [
     "due_wrapups",
     "effective_priority",
     "next_wakeup",
+    "pinned_agent",
     "wrap_up_end",
 ]
