@@ -24,6 +24,7 @@ given to an agent who lets a call ring out.
       - {id: "1001", name: Bob Martin, device: PJSIP/1001, skills: {support: 7}}
     vip_numbers: ["0140000099"]
     default_service: support
+    transfer_wait_seconds: 60      # a caller transferred to a busy agent waits this long
 """
 
 from __future__ import annotations
@@ -188,6 +189,7 @@ class CenterModel(_Model):
         "best-skill-level then longest-idle")
     no_answer_pause_reason: Annotated[str, Field(min_length=1, max_length=40)] = "no answer"
     no_answer_retry_seconds: Seconds = 60.0
+    transfer_wait_seconds: Annotated[float, Field(ge=5, le=3600)] = 60.0
 
     @model_validator(mode="after")
     def _consistent(self) -> CenterModel:
@@ -234,6 +236,9 @@ class Center:
     supervisors: Mapping[str, Person] = field(default_factory=dict)
     # service -> the service its calls are escalated to (level 2)
     escalations: Mapping[str, str] = field(default_factory=dict)
+    # How long a caller transferred to a named agent waits for that agent
+    # (busy, wrapping up) before going back to the queue of their service.
+    transfer_wait_seconds: float = 60.0
 
     def service_for(self, requested: str | None, did: str | None) -> str:
         """The service of a new call: the one the IVR or dialplan named if
@@ -314,4 +319,5 @@ def _build(model: CenterModel) -> Center:
         supervisors={s.id: Person(s.id, s.name, s.device) for s in model.supervisors},
         escalations={name: spec.escalation for name, spec in model.services.items()
                      if spec.escalation is not None},
+        transfer_wait_seconds=model.transfer_wait_seconds,
     )
