@@ -148,11 +148,11 @@ class CallHeld:
 
 @dataclass(frozen=True, slots=True)
 class CallHandedOver:
-    """A routed caller now talks with another agent than the one the
-    switchboard connected: a transfer done on the phone (attended, Atxfer
-    as in recording 06, or blind). `from_agent`'s part of the call is over
-    (wrap-up); `to_agent` is on the call now, or None when the new party is
-    no agent of this center (the call then has no agent here)."""
+    """A routed caller now talks with another agent of the center than the
+    one the switchboard connected: a transfer done on the phone (attended,
+    Atxfer as in recording 06, or blind). `from_agent`'s part of the call
+    is over (wrap-up); `to_agent` holds the call now, or None when that
+    colleague cannot hold it here (logged out, or on another call)."""
 
     call: str
     info: TaskInfo
@@ -517,9 +517,9 @@ class Switchboard:
 
     def _on_agent_changed(self, change: CallAgentChanged) -> None:
         """The caller is bridged with another party than before. When that
-        is not the agent the switchboard offered the call to, the call was
-        transferred on the phone: the offered agent's part ends, and the
-        agent now on the call (if one of ours) holds it."""
+        is another agent's phone than the one the switchboard offered the
+        call to, the call was transferred on the phone: the offered agent's
+        part ends, and the agent now on the call holds it."""
         call_id = change.call
         holder_id = self.offers.get(call_id)
         info = self.tasks.get(call_id)
@@ -528,6 +528,14 @@ class Switchboard:
         taker_id = self._by_device.get(_device(change.agent))
         if taker_id == holder_id:
             return  # the offered agent answering (after a transfer by the server)
+        if taker_id is None:
+            # Not a colleague's phone: an outside number, or the same phone
+            # under another channel name (a Local channel optimised away
+            # leaves its PJSIP channel in the bridge). Only a colleague taking
+            # the caller ends the agent's part; otherwise the end of the call.
+            log.info("routing.party_not_an_agent", call_id=call_id, agent_id=holder_id,
+                     party=change.agent)
+            return
         now = change.at
         del self.offers[call_id]
         self._agent_task.pop(holder_id, None)
@@ -538,7 +546,7 @@ class Switchboard:
             self._put(holder)
         else:
             holder = self._end_part(holder, now)
-        taker = None if taker_id is None else self._take_over(taker_id, info, call_id, now)
+        taker = self._take_over(taker_id, info, call_id, now)
         log.info("routing.handed_over", call_id=call_id, from_agent=holder_id,
                  agent_id=None if taker is None else taker.id, party=change.agent)
         self._emit(CallHandedOver(call_id, info, holder_id,

@@ -387,3 +387,39 @@ async def test_an_attended_transfer_on_the_phone_moves_the_pop_to_the_colleague_
                     and e.assignment.agent_id != "1005"]
         for desk in (frank, grace, heidi):
             await desk.close()
+
+
+async def test_an_attended_transfer_to_a_phone_of_no_agent_leaves_the_call_with_the_first(
+        tmp_path: Path) -> None:
+    # 2001 (the supervisor's phone in the sim) is no agent of this center.
+    # It could as well be the agent's own phone under another channel name
+    # (a Local channel optimised away): only a colleague ends her part.
+    async with rig(tmp_path, AGENTS) as r, aiohttp.ClientSession() as http:
+        board = r.server.switchboard
+        seen: list[SwitchboardEvent] = []
+        board.listeners.append(seen.append)
+        frank = await ready_desk(http, r, "1005")
+        call_id = await connected_call(r, frank)
+        grace = await ready_desk(http, r, "1006")
+        franks = r.channel_of(call_id, "1005")
+        since = len(r.ami.received)
+        response = await r.ami.action("Atxfer", ("Channel", franks), ("Exten", "2001"),
+                                      ("Context", "sim-agent"))
+        assert response.response == "Success", response
+        await r.ami.wait_for(lambda m: m.event == "Newstate" and m.get("ChannelStateDesc")
+                             == "Up" and (m.get("Channel") or "").startswith(
+                                 "Local/2001@sim-agent"), since=since)
+        await r.ami.action("Hangup", ("Channel", franks))
+        await r.ami.event("AttendedTransfer", since=since, Result="Success")
+        await until(lambda: r.server.tracker.calls[call_id].agent == "Local/2001@sim-agent")
+        assert board.agents["1005"].state is AgentState.ON_CALL
+        assert board.offers[call_id] == "1005"
+        assert not [e for e in seen if isinstance(e, CallHandedOver)]
+
+        await r.ami.action("Hangup", ("Channel", r.server.tracker.channels[
+            r.server.tracker.calls[call_id].customer or ""].name))
+        await frank.of_type("call_progress", progress="ended", call_id=call_id)
+        assert board.agents["1005"].state is AgentState.WRAP_UP
+        assert [m for m in grace.messages if m["type"] in ("pop", "call_progress")] == []
+        for desk in (frank, grace):
+            await desk.close()
