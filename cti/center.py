@@ -28,6 +28,7 @@ given to an agent who lets a call ring out.
       - {id: "1001", name: Bob Martin, device: PJSIP/1001, skills: {support: 7}}
     vip_numbers: ["0140000099"]
     default_service: support
+    transfer_wait_seconds: 60      # a caller transferred to a busy agent waits this long
 """
 
 from __future__ import annotations
@@ -197,6 +198,7 @@ class CenterModel(_Model):
         "best-skill-level then longest-idle")
     no_answer_pause_reason: Annotated[str, Field(min_length=1, max_length=40)] = "no answer"
     no_answer_retry_seconds: Seconds = 60.0
+    transfer_wait_seconds: Annotated[float, Field(ge=5, le=3600)] = 60.0
 
     @model_validator(mode="after")
     def _consistent(self) -> CenterModel:
@@ -245,6 +247,9 @@ class Center:
     escalations: Mapping[str, str] = field(default_factory=dict)
     # service -> its business hours; a service not listed is always open
     hours: Mapping[str, Schedule] = field(default_factory=dict)
+    # How long a caller transferred to a named agent waits for that agent
+    # (busy, wrapping up) before going back to the queue of their service.
+    transfer_wait_seconds: float = 60.0
 
     def service_for(self, requested: str | None, did: str | None) -> str:
         """The service of a new call: the one the IVR or dialplan named if
@@ -327,4 +332,5 @@ def _build(model: CenterModel) -> Center:
                      if spec.escalation is not None},
         hours={name: spec.hours for name, spec in model.services.items()
                if spec.hours is not None},
+        transfer_wait_seconds=model.transfer_wait_seconds,
     )

@@ -8,7 +8,11 @@ index's next deadline, never a polling loop), reserves the chosen agent
 atomically in Redis and moves the call with Setvar + Redirect into
 `cti-connect`. It follows the offer through: ring-no-answer (`CTIRona`),
 answer, caller hang-up, wrap-up; and it runs the agents' own requests
-(login, pause with a reason, ready, end wrap-up, logout).
+(login, pause with a reason, ready, end wrap-up, logout) and their actions
+on a call: transfer to a service or to a named agent, hang up. It follows
+the call when the caller ends up with another agent than the one it
+connected (a transfer done on the phone) and when the agent puts the caller
+on hold.
 
 Its state changes happen synchronously inside each handler, before any
 await, so the index is always settled when the next event comes in; the
@@ -25,22 +29,34 @@ from typing import Literal
 
 import structlog
 
-from cti.calls.model import Call, CallEnded, CallStarted, CallState, CallStateChanged
+from cti.calls.model import (
+    Call,
+    CallAgentChanged,
+    CallEnded,
+    CallStarted,
+    CallState,
+    CallStateChanged,
+)
 from cti.calls.tracker import DialplanContexts, Tracker
 from cti.center import Center
 from cti.pbx import events as ev
 from cti.pbx.actions import AmiAction
-from cti.pbx.commands import Redirect, Setvar
+from cti.pbx.commands import Hangup, Redirect, Setvar
 from cti.pbx.errors import PbxError
 from cti.routing import (
     Agent,
+    AgentNotAvailable,
     AgentState,
     Assignment,
+    HangupFailed,
     IllegalTransition,
     NotAgentsCall,
+    Pin,
     RoutingIndex,
     Task,
     TransferFailed,
+    TransferToSelf,
+    UnknownAgent,
     UnknownCall,
     UnknownService,
 )
@@ -59,6 +75,9 @@ NO_ANSWER_STATUSES = frozenset({"NOANSWER", "CANCEL", ""})
 # held this long (extended on each answered call).
 _RESERVE_MARGIN_S = 10.0
 _CALL_HOLD_S = 4 * 3600.0
+# Q.850 normal clearing: what an agent's hang-up tells the caller's side
+# (recording 06 ends its calls with Hangup Cause 16).
+_NORMAL_CLEARING = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +154,35 @@ _QUEUE_RING_KINDS: dict[str, Literal["ringing", "answered", "stopped"]] = {
     "dumped": "stopped"}
 
 
-SwitchboardEvent = AgentChanged | TaskQueued | TaskOffered | CallFinished | QueueRing
+@dataclass(frozen=True, slots=True)
+class CallHeld:
+    """The agent talking with a routed caller put them on hold (`on_hold`)
+    or took them back: the tracker's ON_HOLD state (Hold / Unhold, music on
+    hold for the bridged caller)."""
+
+    call: str
+    agent_id: str
+    on_hold: bool
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallHandedOver:
+    """A routed caller now talks with another agent of the center than the
+    one the switchboard connected: a transfer done on the phone (attended,
+    Atxfer as in recording 06, or blind). `from_agent`'s part of the call
+    is over (wrap-up); `to_agent` holds the call now, or None when that
+    colleague cannot hold it here (logged out, or on another call)."""
+
+    call: str
+    info: TaskInfo
+    from_agent: str
+    to_agent: str | None
+    at: float
+
+
+SwitchboardEvent = (AgentChanged | TaskQueued | TaskOffered | CallFinished | CallHeld
+                    | CallHandedOver | QueueRing)
 Listener = Callable[[SwitchboardEvent], None]
 
 
@@ -160,6 +207,10 @@ class Switchboard:
         self._following: dict[str, str] = {}      # originated call id -> detached task id
         self._dialled: dict[str, str] = {}        # followed call id -> customer dial status
         self._pending_pause: dict[str, str] = {}
+        # agent id -> tasks pinned to them (transfers by name), released
+        # when that agent stops taking calls
+        self._pins: dict[str, set[str]] = {}
+        self._by_device = {_device(agent.interface): agent.id for agent in center.agents}
         # call id -> the caller's directory lookup, started when the call
         # came in so that it is done by the time the caller waits
         self._lookups: dict[str, asyncio.Task[tuple[str | None, bool]]] = {}
@@ -232,20 +283,40 @@ class Switchboard:
         self._arm(now)
         return changed
 
-    # -- transfers and escalations --------------------------------------------------
+    # -- transfers, escalations, hang-up --------------------------------------------
 
-    def check_transfer(self, call_id: str, service: str, *, by_agent: str) -> None:
-        """Raise why `by_agent` cannot send this call to `service` now:
-        UnknownCall, NotAgentsCall (not talking with them), UnknownService."""
-        if call_id not in self.tasks or call_id in self._detached \
-                or call_id not in self.tracker.calls:
+    def _check_holder(self, call_id: str, by_agent: str) -> Call:
+        """The live routed call `by_agent` is talking with, or UnknownCall /
+        NotAgentsCall."""
+        call = self.tracker.calls.get(call_id)
+        if call_id not in self.tasks or call_id in self._detached or call is None:
             raise UnknownCall(call_id)
         holder = self.offers.get(call_id)
         agent = self.agents.get(by_agent)
         if holder != by_agent or agent is None or agent.state is not AgentState.ON_CALL:
             raise NotAgentsCall(call_id, by_agent, holder)
+        return call
+
+    def check_transfer(self, call_id: str, service: str, *, by_agent: str) -> None:
+        """Raise why `by_agent` cannot send this call to `service` now:
+        UnknownCall, NotAgentsCall (not talking with them), UnknownService."""
+        self._check_holder(call_id, by_agent)
         if service not in self.center.policy.services:
             raise UnknownService(service)
+
+    def check_transfer_to_agent(self, call_id: str, agent_id: str, *, by_agent: str) -> None:
+        """Raise why `by_agent` cannot send this call to agent `agent_id`
+        now: as `check_transfer`, or UnknownAgent, TransferToSelf,
+        AgentNotAvailable (logged out or paused). A busy agent is fine: the
+        caller waits for them (`transfer_to_agent`)."""
+        self._check_holder(call_id, by_agent)
+        if agent_id == by_agent:
+            raise TransferToSelf(by_agent)
+        target = self.agents.get(agent_id)
+        if target is None:
+            raise UnknownAgent(agent_id)
+        if target.state in (AgentState.LOGGED_OUT, AgentState.PAUSED):
+            raise AgentNotAvailable(agent_id, target.state, target.pause_reason)
 
     async def transfer_to_service(self, call_id: str, service: str, *, by_agent: str,
                                   note: str | None = None) -> None:
@@ -258,7 +329,43 @@ class Switchboard:
         TransferFailed when the PBX would not move the caller (nothing
         changed then). `note` is logged; the desk keeps notes for the pop."""
         self.check_transfer(call_id, service, by_agent=by_agent)
-        call = self.tracker.calls[call_id]
+        before = self.tasks[call_id]
+        task = await self._send_back(call_id, by_agent,
+                                     lambda task, now: replace(task, service=service))
+        if task is not None:
+            log.info("routing.transferred", call_id=call_id, agent_id=by_agent,
+                     service_from=before.task.service, service=service, vip=before.vip,
+                     with_note=bool(note))
+
+    async def transfer_to_agent(self, call_id: str, agent_id: str, *, by_agent: str,
+                                note: str | None = None) -> None:
+        """Send a caller talking with `by_agent` to agent `agent_id` (a
+        blind transfer by name): as `transfer_to_service`, but the task,
+        in its own service with its place and VIP class, is pinned to that
+        agent for `transfer_wait_seconds`. It rings them as soon as they are
+        free; if they let it ring out, stop taking calls or stay busy past
+        the wait, the caller is back in their service's queue. Raises as
+        `check_transfer_to_agent`, or TransferFailed."""
+        self.check_transfer_to_agent(call_id, agent_id, by_agent=by_agent)
+        wait = self.center.transfer_wait_seconds
+
+        def pinned(task: Task, now: float) -> Task:
+            return replace(task, pin=Pin(agent_id, by_agent, now, now + wait))
+
+        task = await self._send_back(call_id, by_agent, pinned)
+        if task is not None:
+            self._pins.setdefault(agent_id, set()).add(call_id)
+            log.info("routing.transferred", call_id=call_id, agent_id=by_agent,
+                     to_agent=agent_id, service=task.service, vip=task.priority == "vip",
+                     wait_s=wait, with_note=bool(note))
+
+    async def _send_back(self, call_id: str, by_agent: str,
+                         retask: Callable[[Task, float], Task]) -> Task | None:
+        """Redirect the caller talking with `by_agent` to the waiting
+        context and let their task (as `retask` makes it) wait again; the
+        agent's part of the call ends. None when the call ended or moved
+        while the Redirect was on its way."""
+        call = self._check_holder(call_id, by_agent)
         channel = self._customer_channel(call)
         if channel is None:
             raise UnknownCall(call_id)
@@ -268,37 +375,59 @@ class Switchboard:
             await self._send(Redirect(channel, self.contexts.wait, "s").to_action())
         except PbxError as exc:
             log.warning("routing.transfer_failed", call_id=call_id, agent_id=by_agent,
-                        service=service, reason=str(exc))
+                        reason=str(exc))
             raise TransferFailed(call_id, str(exc)) from exc
         info = self.tasks.get(call_id)
         if info is None or self.offers.get(call_id) != by_agent:
-            return  # the call ended (or moved) while the Redirect was on its way
+            return None
         now = self._clock()
         # The offer is cleared before the task waits again: from here the
         # caller's WAITING change requeues it (`_on_waiting`).
         del self.offers[call_id]
         self._agent_task.pop(by_agent, None)
         self._spawn(self._give_back(by_agent, call_id))
-        agent = self.agents[by_agent]
-        if agent.state is AgentState.ON_CALL:
-            agent = agent.end_call(now)
-            pending = self._pending_pause.pop(by_agent, None)
-            if pending is not None:
-                agent = agent.pause(now, pending)
-            self._put(agent)
+        agent = self._end_part(self.agents[by_agent], now)
         task = info.task
         sticky = None if task.preferred_agent == by_agent else task.preferred_agent
-        task = replace(task, service=service, preferred_agent=sticky)
+        # A pin that brought the caller to this agent is spent.
+        task = retask(replace(task, preferred_agent=sticky, pin=None), now)
         self.tasks[call_id] = TaskInfo(task, info.vip, info.customer)
-        log.info("routing.transferred", call_id=call_id, agent_id=by_agent,
-                 service_from=info.task.service, service=service, vip=info.vip,
-                 with_note=bool(note))
         if call.state is CallState.WAITING:
             # The caller reached cti-wait during the Redirect: that WAITING
             # change was ignored while the offer stood; requeue now.
             self.index.put_task(task)
             self._run(self.index.assign_for_task(call_id, now), now)
         self._after_agent(agent, now)
+        return task
+
+    def _end_part(self, agent: Agent, now: float) -> Agent:
+        """The agent's part of a call is over while the call lives on:
+        wrap-up (or the pause they asked for during the call)."""
+        if agent.state is AgentState.ON_CALL:
+            agent = agent.end_call(now)
+            pending = self._pending_pause.pop(agent.id, None)
+            if pending is not None:
+                agent = agent.pause(now, pending)
+            self._put(agent)
+        return agent
+
+    async def hang_up(self, call_id: str, *, by_agent: str) -> None:
+        """Hang up the caller talking with `by_agent` (AMI Hangup of the
+        caller's channel, normal clearing). The call then ends as any call:
+        the agent wraps up, the record says the caller did not hang up.
+        Raises UnknownCall, NotAgentsCall, or HangupFailed when the PBX
+        refused (nothing changed)."""
+        call = self._check_holder(call_id, by_agent)
+        channel = self._customer_channel(call)
+        if channel is None:
+            raise UnknownCall(call_id)
+        try:
+            await self._send(Hangup(channel, cause=_NORMAL_CLEARING).to_action())
+        except PbxError as exc:
+            log.warning("routing.hangup_failed", call_id=call_id, agent_id=by_agent,
+                        reason=str(exc))
+            raise HangupFailed(call_id, str(exc)) from exc
+        log.info("routing.hung_up", call_id=call_id, agent_id=by_agent)
 
     def _agent(self, agent_id: str) -> Agent:
         agent = self.agents.get(agent_id)
@@ -318,7 +447,24 @@ class Switchboard:
     def _after_agent(self, agent: Agent, now: float) -> None:
         if agent.state is AgentState.AVAILABLE:
             self._run(self.index.assign_for_agent(agent.id, now), now)
+        elif agent.state in (AgentState.PAUSED, AgentState.LOGGED_OUT) and agent.id in self._pins:
+            self._unpin(agent, now)
         self._arm(now)
+
+    def _unpin(self, agent: Agent, now: float) -> None:
+        """The agent callers were transferred to stopped taking calls: those
+        callers go back to their service's queue at once, with their place."""
+        for task_id in sorted(self._pins.pop(agent.id, ())):
+            info = self.tasks.get(task_id)
+            if info is None or info.task.pin is None or info.task.pin.agent != agent.id:
+                continue
+            task = replace(info.task, pin=None)
+            self.tasks[task_id] = TaskInfo(task, info.vip, info.customer)
+            log.info("routing.pin_released", call_id=task_id, agent_id=agent.id,
+                     state=agent.state.value, reason=agent.pause_reason)
+            if self.index.task(task_id) is not None:
+                self.index.put_task(task)
+                self._run(self.index.assign_for_task(task_id, now), now)
 
     def _withdraw_offer(self, agent: Agent) -> None:
         """The agent will not take the call offered to them: the caller goes
@@ -358,6 +504,8 @@ class Switchboard:
                 self._look_up_early(change.call)
             if isinstance(change, CallStateChanged):
                 await self._on_call_state(change)
+            elif isinstance(change, CallAgentChanged):
+                self._on_agent_changed(change)
             elif isinstance(change, CallEnded):
                 self._on_call_ended(change)
         if isinstance(event, ev.DialplanStep) \
@@ -388,7 +536,95 @@ class Switchboard:
             if agent is not None and agent.state is AgentState.RESERVED:
                 self._put(agent.ring(change.at))
         elif change.state is CallState.TALKING:
+            if change.previous is CallState.ON_HOLD:
+                self._on_hold(call.id, False, change.at)
             self._on_answered(call, change.at)
+        elif change.state is CallState.ON_HOLD:
+            self._on_hold(call.id, True, change.at)
+
+    def _on_hold(self, call_id: str, on_hold: bool, at: float) -> None:
+        agent = self._offered_agent(call_id)
+        if agent is None or agent.state is not AgentState.ON_CALL:
+            return
+        log.info("routing.hold", call_id=call_id, agent_id=agent.id, on_hold=on_hold)
+        self._emit(CallHeld(call_id, agent.id, on_hold, at))
+
+    def _on_agent_changed(self, change: CallAgentChanged) -> None:
+        """The caller is bridged with another party than before. When that
+        is another agent's phone than the one the switchboard offered the
+        call to, the call was transferred on the phone: the offered agent's
+        part ends, and the agent now on the call holds it."""
+        call_id = change.call
+        holder_id = self.offers.get(call_id)
+        info = self.tasks.get(call_id)
+        if holder_id is None or info is None or call_id in self._detached:
+            return
+        taker_id = self._by_device.get(_device(change.agent))
+        if taker_id == holder_id:
+            return  # the offered agent answering (after a transfer by the server)
+        if taker_id is None:
+            # Not a colleague's phone: an outside number, or the same phone
+            # under another channel name (a Local channel optimised away
+            # leaves its PJSIP channel in the bridge). Only a colleague taking
+            # the caller ends the agent's part; otherwise the end of the call.
+            log.info("routing.party_not_an_agent", call_id=call_id, agent_id=holder_id,
+                     party=change.agent)
+            return
+        now = change.at
+        del self.offers[call_id]
+        self._agent_task.pop(holder_id, None)
+        self._spawn(self._give_back(holder_id, call_id))
+        holder = self.agents[holder_id]
+        if holder.state in (AgentState.RESERVED, AgentState.RINGING):
+            holder = holder.release(now)  # someone else took the caller
+            self._put(holder)
+        else:
+            holder = self._end_part(holder, now)
+        taker = self._take_over(taker_id, info, call_id, now)
+        log.info("routing.handed_over", call_id=call_id, from_agent=holder_id,
+                 agent_id=None if taker is None else taker.id, party=change.agent)
+        self._emit(CallHandedOver(call_id, info, holder_id,
+                                  None if taker is None else taker.id, now))
+        if taker is not None:
+            self._put(taker.answer(now))
+            self._spawn(self._claim(taker.id, call_id))
+        self._after_agent(holder, now)
+
+    def _take_over(self, agent_id: str, info: TaskInfo, call_id: str,
+                   now: float) -> Agent | None:
+        """Reserve the agent who took a caller over on their phone, whatever
+        the server thought they were doing; None when they cannot hold it
+        here (logged out, or on another call)."""
+        agent = self.agents[agent_id]
+        if agent.state in (AgentState.LOGGED_OUT, AgentState.ON_CALL):
+            log.warning("routing.handover_not_followed", call_id=call_id, agent_id=agent_id,
+                        state=agent.state.value)
+            return None
+        if agent.state in (AgentState.RESERVED, AgentState.RINGING):
+            self._withdraw_offer(agent)  # that other caller waits again, with their place
+            agent = agent.release(now)
+        elif agent.state is AgentState.WRAP_UP:
+            agent = agent.end_wrap_up(now)
+        elif agent.state is AgentState.PAUSED and agent.pause_reason is not None:
+            # Paused again once this call is over.
+            self._pending_pause[agent_id] = agent.pause_reason
+            agent = agent.ready(now)
+        reserved = agent.reserve(now, info.task.service)
+        self._put(reserved)
+        self.offers[call_id] = agent_id
+        self._agent_task[agent_id] = call_id
+        return reserved
+
+    async def _claim(self, agent_id: str, task_id: str) -> None:
+        """The Redis reservation of an agent who took a call over."""
+        try:
+            taken = await self._reservations.take(agent_id, task_id, _CALL_HOLD_S)
+        except Exception:
+            log.exception("routing.reservation_failed", call_id=task_id, agent_id=agent_id)
+            return
+        if taken is not None:
+            log.warning("routing.agent_held_elsewhere", call_id=task_id, agent_id=agent_id,
+                        holder=taken.holder)
 
     def _on_queue_ring(self, event: ev.QueueAgentEvent) -> None:
         kind = _QUEUE_RING_KINDS.get(event.kind)
@@ -503,6 +739,12 @@ class Switchboard:
                 early.exception()  # retrieved: the caller is gone, nobody needs it
         info = self.tasks.pop(call_id, None)
         self.index.remove_task(call_id)
+        if info is not None and info.task.pin is not None:
+            pinned = self._pins.get(info.task.pin.agent)
+            if pinned is not None:
+                pinned.discard(call_id)
+                if not pinned:
+                    del self._pins[info.task.pin.agent]
         agent_id = self.offers.pop(call_id, None)
         now = change.at
         if agent_id is not None:
@@ -862,3 +1104,13 @@ class Switchboard:
         for agent_id in sorted(self.center.login_at_start):
             with contextlib.suppress(IllegalTransition):
                 self.login(agent_id)
+
+
+def _device(interface: str) -> str:
+    """An agent's device as the tracker names the party on a call
+    (`interface_of` a channel): `Local/1001@ctx/n` dials `Local/1001@ctx`."""
+    if interface.startswith("Local/"):
+        head, _, options = interface.rpartition("/")
+        if head != "Local" and options and set(options) <= set("nbmj"):
+            return head
+    return interface

@@ -33,9 +33,11 @@ STATIC_TOKEN = "kiosk-token-0123456789abcdef"
 
 
 def desk_center(agents: list[tuple[str, str]], *, password_hash: str,
-                skills: Mapping[str, dict[str, int]] | None = None) -> Center:
+                skills: Mapping[str, dict[str, int]] | None = None,
+                **extra: Any) -> Center:
     """Level 1 `support` escalates to `support-l2` (skill `level2`); every
-    agent has `support: 9` unless `skills` says otherwise."""
+    agent has `support: 9` unless `skills` says otherwise; `extra` are more
+    center keys (e.g. `transfer_wait_seconds`)."""
     skills = skills or {}
     return center_from({
         "services": {
@@ -49,6 +51,7 @@ def desk_center(agents: list[tuple[str, str]], *, password_hash: str,
                     "password_hash": password_hash}
                    for agent_id, name in agents],
         "pause_reasons": ["break", "lunch"],
+        **extra,
     }, "desk test center")
 
 
@@ -74,6 +77,17 @@ class Rig:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.server.http_port}"
 
+    def channel_of(self, call_id: str, agent_id: str) -> str:
+        """The agent's bridged channel on a call (the `;1` of their phone's
+        Local pair), as a phone feature (Atxfer, hang-up) would act on it."""
+        tracker = self.server.tracker
+        for uniqueid in tracker.calls[call_id].channels:
+            channel = tracker.channels[uniqueid]
+            if channel.name.startswith(f"Local/{agent_id}@sim-agent-") \
+                    and channel.name.endswith(";1") and channel.bridge is not None:
+                return channel.name
+        raise LookupError(f"agent {agent_id} is not bridged on call {call_id}")
+
     async def call(self, number: str, *, patience: int = 60, name: str = "Caller") -> None:
         response = await self.ami.action(
             "Originate", ("Channel", f"Local/{patience}@sim-caller"),
@@ -85,8 +99,10 @@ class Rig:
 @asynccontextmanager
 async def rig(tmp: Path, agents: list[tuple[str, str]], *, speed: float = 1.0,
               skills: Mapping[str, dict[str, int]] | None = None,
-              extra_env: Mapping[str, str] | None = None) -> AsyncIterator[Rig]:
-    """`extra_env`: more CTI_* variables (the CRM's, for one)."""
+              extra_env: Mapping[str, str] | None = None,
+              **center_keys: Any) -> AsyncIterator[Rig]:
+    """`extra_env`: more CTI_* variables (the CRM's, for one); `center_keys`:
+    more keys of the center file."""
     sim = await start_sim(port=0, secret=SECRET, speed=speed)
     store = await open_store(None)
     env = {"CTI_AMI_HOST": "127.0.0.1", "CTI_AMI_PORT": str(sim.port),
@@ -96,7 +112,8 @@ async def rig(tmp: Path, agents: list[tuple[str, str]], *, speed: float = 1.0,
            "CTI_HTTP_AGENT_TOKENS": f"{agents[0][0]}:{STATIC_TOKEN}", **(extra_env or {})}
     (tmp / "flows").mkdir(exist_ok=True)
     settings = load_settings(None, env)
-    center = desk_center(agents, password_hash=hash_password(PASSWORD), skills=skills)
+    center = desk_center(agents, password_hash=hash_password(PASSWORD), skills=skills,
+                         **center_keys)
     server = Server(settings, center, store, vip_lookup="directory")
     ami: AmiClient | None = None
     try:

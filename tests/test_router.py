@@ -1,6 +1,6 @@
 """The router on hand-made situations: priority with aging, relaxation,
-overflow, agent choice, sticky agent, ring-no-answer, agent states and the
-explanation of each decision."""
+overflow, agent choice, sticky agent, ring-no-answer, tasks pinned to one
+agent, agent states and the explanation of each decision."""
 
 from __future__ import annotations
 
@@ -17,8 +17,10 @@ from cti.routing import (
     InvalidPolicy,
     LowerLevel,
     Overflow,
+    Pin,
     Policy,
     PriorityClass,
+    RingNoAnswer,
     RoutingIndex,
     Service,
     Task,
@@ -369,3 +371,72 @@ def test_index_breaks_score_ties_by_idle_time_across_levels() -> None:
     expected = assign(waiting, agents, 20.0, policy)
     assert pairs(expected) == [("t", "y")]
     assert RoutingIndex(policy, agents, waiting).assign_all(20.0) == expected
+
+
+# -- tasks pinned to one agent (transfer to a named agent) ----------------------------
+
+def pinned(task_id: str, to: str, at: float = 0.0, until: float = 100.0, **kwargs: object
+           ) -> Task:
+    return call(task_id, "sales", at, pin=Pin(agent=to, by="frank", since=at + 5.0,
+                                              until=until), **kwargs)
+
+
+def test_a_pinned_task_goes_to_its_agent_only_whatever_the_skills() -> None:
+    # Bob is better for sales and idle longer; Kim has no sales skill at all.
+    agents = [agent("bob", 0.0, sales=9), agent("kim", 50.0, support=3)]
+    answer = assign([pinned("t", "kim", 10.0)], agents, 20.0, POLICY)
+    assert pairs(answer) == [("t", "kim")]
+    assert answer[0].rule == "transferred by agent frank"
+    assert answer[0].passed_over == ()
+
+
+def test_a_pinned_task_waits_for_its_busy_agent_until_the_pin_ends() -> None:
+    task = pinned("t", "kim", 10.0, until=75.0)
+    agents = [agent("bob", 0.0, sales=9),
+              agent("kim", 12.0, AgentState.ON_CALL, service="sales", sales=5)]
+    assert assign([task], agents, 74.9, POLICY) == []
+    assert next_wakeup([task], agents, 20.0, POLICY) == 75.0
+    answer = assign([task], agents, 75.0, POLICY)
+    assert pairs(answer) == [("t", "bob")]
+    assert answer[0].rule != "transferred by agent frank"
+    assert answer[0].waited_seconds == 65.0  # its original place in the queue
+
+
+def test_a_ring_out_by_the_pinned_agent_sends_the_task_back_to_its_service() -> None:
+    task = pinned("t", "kim", 10.0).with_no_answer("kim", 30.0)
+    agents = [agent("bob", 0.0, sales=9), agent("kim", 0.0, sales=9)]
+    # Kim is free but rang out on it: Bob, at once (not at the pin's end).
+    assert pairs(assign([task], agents, 31.0, POLICY)) == [("t", "bob")]
+    # A ring-out before the pin does not undo the colleague's choice.
+    earlier = call("t", "sales", 0.0, no_answers=(RingNoAnswer("kim", 3.0),),
+                   pin=Pin("kim", "frank", 10.0, 100.0))
+    assert pairs(assign([earlier], agents, 31.0, POLICY)) == [("t", "kim")]
+
+
+def test_a_pinned_task_comes_before_the_queue_for_its_agent() -> None:
+    queue = call("vip", "sales", 0.0, "vip")  # a VIP who waited 60 s
+    task = pinned("t", "kim", 55.0, until=200.0)
+    agents = [agent("kim", 0.0, sales=9)]
+    assert pairs(assign([queue, task], agents, 60.0, POLICY)) == [("t", "kim")]
+    index = RoutingIndex(POLICY, [agent("kim", 0.0, AgentState.WRAP_UP, service="sales",
+                                        sales=9)], [queue, task])
+    index.put_agent(agent("kim", 60.0, sales=9))
+    choice = index.assign_for_agent("kim", 60.0)
+    assert choice is not None and choice.task_id == "t"
+
+
+def test_index_gives_other_agents_a_task_whose_pin_ended() -> None:
+    task = pinned("t", "kim", 10.0, until=50.0)
+    index = RoutingIndex(POLICY, [agent("kim", 0.0, AgentState.ON_CALL, service="sales",
+                                        sales=9),
+                                  agent("bob", 0.0, AgentState.PAUSED, "break", sales=9)],
+                         [task])
+    index.put_agent(agent("bob", 20.0, sales=9))
+    assert index.assign_for_agent("bob", 20.0) is None  # still held for Kim
+    assert index.next_wakeup(20.0) == 50.0
+    assert pairs(index.assign_due(50.0)) == [("t", "bob")]
+
+
+def test_a_pin_cannot_end_before_it_starts() -> None:
+    with pytest.raises(ValueError, match="pinned until"):
+        call("t", "sales", 0.0, pin=Pin("kim", "frank", 10.0, 5.0))

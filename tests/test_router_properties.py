@@ -25,6 +25,7 @@ from cti.routing import (
     Assignment,
     LowerLevel,
     Overflow,
+    Pin,
     Policy,
     PriorityClass,
     Relaxation,
@@ -132,8 +133,20 @@ def tasks_for(draw: st.DrawFn, policy: Policy, now: float, agent_ids: list[str],
             preferred_agent=draw(st.sampled_from([None, "ghost", *agent_ids])),
             no_answers=tuple(RingNoAnswer(agent, max(enqueued, now - draw(waits)))
                              for agent in misses),
+            pin=draw(pins(enqueued, now, agent_ids)),
         ))
     return tasks
+
+
+@st.composite
+def pins(draw: st.DrawFn, enqueued: float, now: float, agent_ids: list[str]) -> Pin | None:
+    """Now and then a task transferred to a named agent: pinned since some
+    time after it was enqueued, for a while that may be over."""
+    if draw(st.integers(0, 2)) != 0:
+        return None
+    since = max(enqueued, now - draw(waits))
+    return Pin(agent=draw(st.sampled_from(["ghost", *agent_ids])), by="x", since=since,
+               until=since + draw(st.sampled_from([0.0, 15.5, 60.0, 400.0])))
 
 
 @st.composite
@@ -171,6 +184,17 @@ def qualifies(agent: Agent, task: Task, policy: Policy, now: float) -> bool:
     return any(meets(agent, levels) for levels in [accepted, *overflow_levels])
 
 
+def pinned_to(task: Task, now: float) -> str | None:
+    """The agent a task is held for: pinned, the pin not over, and that
+    agent has not let it ring out since it was pinned."""
+    pin = task.pin
+    if pin is None or now >= pin.until:
+        return None
+    if any(m.agent == pin.agent and m.at >= pin.since for m in task.no_answers):
+        return None
+    return pin.agent
+
+
 def blocked(task: Task, agent_id: str, policy: Policy, now: float) -> bool:
     return any(miss.agent == agent_id and now < miss.at + policy.no_answer_retry_seconds
                for miss in task.no_answers)
@@ -193,8 +217,10 @@ def outcome(rules: list[str]) -> str:
     return f"{len(rules)} assigned {' '.join(kinds)}"
 
 
-def rank(task: Task, policy: Policy, now: float) -> tuple[float, float, str]:
-    return (-effective_priority(task, now, policy), task.enqueued_at, task.id)
+def rank(task: Task, policy: Policy, now: float) -> tuple[bool, float, float, str]:
+    # Pinned tasks first: a transfer to an agent is a call to their own line.
+    return (pinned_to(task, now) is None, -effective_priority(task, now, policy),
+            task.enqueued_at, task.id)
 
 
 # -- invariants of one answer --------------------------------------------------------
@@ -216,6 +242,11 @@ def test_never_a_task_whose_skills_the_agent_lacks_after_relaxation(world: World
     tasks = {task.id: task for task in world.tasks}
     for a in assign(world.tasks, world.agents, world.now, world.policy):
         task, agent = tasks[a.task_id], agents[a.agent_id]
+        held_for = pinned_to(task, world.now)
+        if held_for is not None:
+            # A colleague chose this agent: skills do not matter, nobody else may.
+            assert agent.id == held_for
+            continue
         assert qualifies(agent, task, world.policy, world.now)
         assert not blocked(task, agent.id, world.policy, world.now)
 
@@ -236,9 +267,11 @@ def test_higher_priority_is_never_served_after_lower_for_the_same_agent(world: W
         for task in world.tasks:
             if rank(task, policy, now) >= ranks[i] or position.get(task.id, len(answer)) < i:
                 continue
-            could_take = (qualifies(agent, task, policy, now)
-                          and not blocked(task, agent.id, policy, now)
-                          and not held(task, agents, taken_before, policy, now))
+            held_for = pinned_to(task, now)
+            could_take = (agent.id == held_for) if held_for is not None else (
+                qualifies(agent, task, policy, now)
+                and not blocked(task, agent.id, policy, now)
+                and not held(task, agents, taken_before, policy, now))
             assert not could_take, f"{task.id} outranks {lower.task_id} for {agent.id}"
 
 
@@ -353,7 +386,8 @@ def test_incremental_index_agrees_with_reference_assign(world: World,
         busy = {agent.id: agent for agent in agents if agent.state is not AgentState.AVAILABLE}
         # Agents the waiting tasks name (sticky, ring-no-answer) are the tricky ones.
         named = [busy[agent_id] for task in waiting
-                 for agent_id in (task.preferred_agent, *(m.agent for m in task.no_answers))
+                 for agent_id in (task.preferred_agent, *(m.agent for m in task.no_answers),
+                                  task.pin.agent if task.pin else None)
                  if agent_id in busy]
         [newcomer] = data.draw(agents_for(policy, now, 1, prefix="new"))
         freed = replace(data.draw(st.sampled_from([*busy.values(), *named, newcomer])),
@@ -378,3 +412,44 @@ def test_incremental_index_agrees_with_reference_assign(world: World,
         due = index.assign_due(timer)
         note_event(f"timer: {outcome([a.rule for a in due])}")
         assert due == assign(waiting, agents, timer, policy)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(worlds(), st.data())
+def test_index_agrees_with_reference_on_callers_pinned_to_a_busy_agent(
+        world: World, data: st.DataObject) -> None:
+    # A settled floor, then callers transferred by name to a busy agent; then
+    # either that agent frees before anything else is due (the pinned caller
+    # first), or the timer fires first (a pin ended: the caller is routed as
+    # any other), each as the reference says.
+    policy, now = world.policy, world.now
+    index, agents, waiting = settle(world)
+    busy = [agent for agent in agents if agent.state is not AgentState.AVAILABLE]
+    if not busy:
+        return
+    target = data.draw(st.sampled_from(busy))
+    for i in range(data.draw(st.integers(1, 3))):
+        task = Task(id=f"p{i}", service=data.draw(st.sampled_from(sorted(policy.services))),
+                    enqueued_at=now - data.draw(waits),
+                    priority=data.draw(st.sampled_from([None, "vip"])),
+                    pin=Pin(target.id, "x", now, now + data.draw(st.sampled_from([1.0, 60.0]))))
+        waiting.append(task)
+        index.put_task(task)
+        assert index.assign_for_task(task.id, now) is None  # held for the busy agent
+    assert index.assign_due(now) == []  # steps due at once (after: 0) change nothing
+    wake = index.next_wakeup(now)
+    assert wake == next_wakeup(waiting, agents, now, policy)
+    assert wake is not None  # the pins end
+    if data.draw(st.booleans()):
+        due = index.assign_due(wake)
+        note_event(f"pinned, timer: {outcome([a.rule for a in due])}")
+        assert due == assign(waiting, agents, wake, policy)
+        return
+    event_at = now + data.draw(st.floats(0.0, 0.999)) * (wake - now)
+    freed = replace(target, state=AgentState.AVAILABLE, state_since=event_at, pause_reason=None)
+    agents = [agent for agent in agents if agent.id != target.id] + [freed]
+    index.put_agent(freed)
+    reference = assign(waiting, agents, event_at, policy)
+    note_event(f"pinned, agent frees: {outcome([a.rule for a in reference])}")
+    assert as_list(index.assign_for_agent(freed.id, event_at)) == reference
+    assert [a.rule for a in reference] == ["transferred by agent x"]

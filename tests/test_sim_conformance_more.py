@@ -6,6 +6,7 @@ actions (recording 09), driven like `driver/scenarios.py` did.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from cti.calls.model import CallEnded, CallRecord
 from cti.calls.tracker import Tracker
@@ -244,3 +245,35 @@ async def test_resync_actions_match_recording_09() -> None:
             if len(want) != len(got):
                 problems.append(f"   {len(want)} messages, got {len(got)}")
     assert not problems, "\n".join(problems)
+
+
+async def test_a_phones_hold_button_speaks_like_the_hold_of_recording_06() -> None:
+    recorded = [m for m in ami_messages_of(RECORDING_06)
+                if m.event in ("Hold", "MusicOnHoldStart")]
+    hold, moh = recorded[-2:]  # the Atxfer's: Hold on Frank, music for the caller
+    assert (hold.event, moh.event) == ("Hold", "MusicOnHoldStart")
+    async with running() as run:
+        caller = await run.caller("90", "cti-inbound", "0140000001",
+                                  '"Anne Attended" <+33655555555>')
+        await run.user_event("CTIQueued")
+        frank = await run.route(caller, "1005")
+        await run.answered(caller)
+        since = len(run.rec.received)
+        assert run.sim.press_hold("1005")
+        held = await run.rec.event("Hold", since=since, Channel=frank)
+        music = await run.rec.event("MusicOnHoldStart", since=since, Channel=caller)
+        assert [k for k, _ in held.pairs] == [k for k, _ in hold.pairs]
+        assert [k for k, _ in music.pairs] == [k for k, _ in moh.pairs]
+        assert music.get("Class") == moh.get("Class") == "default"
+        since = len(run.rec.received)
+        assert run.sim.press_hold("1005", on=False)
+        unheld = await run.rec.event("Unhold", since=since, Channel=frank)
+        await run.rec.event("MusicOnHoldStop", since=since, Channel=caller)
+        assert [k for k, _ in unheld.pairs] == [k for k, _ in hold.pairs]
+        await run.drv.action("Hangup", ("Channel", caller))
+        await run.gone(caller)
+        assert not run.sim.press_hold("1005")
+
+
+def ami_messages_of(path: Path) -> list[AmiMessage]:
+    return [t.message for t in ami_messages(path) if t.conn == "rec"]

@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cti.calls.model import CallEnded, CallState, CallStateChanged
+from cti.calls.model import CallAgentChanged, CallEnded, CallState, CallStateChanged
 from cti.calls.tracker import Tracker
 from cti.pbx.recording import ami_messages
 from cti.pbx.translate import Translator
@@ -62,6 +62,30 @@ def test_attended_transfer_holds_the_caller_then_talks_again() -> None:
     assert states[:3] == [CallState.WAITING, CallState.CONNECTING, CallState.TALKING]
     assert CallState.ON_HOLD in states
     assert states[-2:] == [CallState.TALKING, CallState.ENDED]
+
+
+def test_both_transfers_of_recording_06_name_the_new_agent_before_talking_again() -> None:
+    _, _, changes = fold(list(timed_messages("06-transfers-blind-redirect-and-atxfer")))
+    moved = [c for c in changes if isinstance(c, CallAgentChanged)]
+    frank, grace = "Local/1005@sim-agent", "Local/1006@sim-agent"
+    # (a) blind: the CTI redirected the caller straight into cti-connect;
+    # (b) attended: Atxfer, Frank hangs up, the bridges merge.
+    assert [(c.call, c.previous, c.agent) for c in moved] == [
+        ("1795369709.34", frank, grace), ("1795369720.40", frank, grace)]
+    attended = [c for c in changes if getattr(c, "call", None) == "1795369720.40"]
+    at = attended.index(moved[1])
+    after = attended[at + 1]
+    assert isinstance(after, CallStateChanged)
+    assert (after.previous, after.state, after.agent) == (CallState.ON_HOLD, CallState.TALKING,
+                                                          grace)
+
+
+def test_no_agent_change_without_a_transfer() -> None:
+    for scenario in SCENARIOS:
+        if scenario.startswith("06"):
+            continue
+        _, _, changes = fold(list(timed_messages(scenario)))
+        assert not [c for c in changes if isinstance(c, CallAgentChanged)], scenario
 
 
 def test_ivr_call_is_in_ivr() -> None:

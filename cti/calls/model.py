@@ -137,9 +137,21 @@ class CallStateChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class CallAgentChanged:
+    """The caller is bridged with another agent than before: a transfer,
+    blind or attended (recording 06), or the next agent after a transfer to
+    a service. `previous` and `agent` are interfaces (`interface_of`)."""
+
+    at: float
+    call: str
+    previous: str
+    agent: str
+
+
+@dataclass(frozen=True, slots=True)
 class CallEnded:
     at: float
     record: CallRecord
 
 
-CallChange = CallStarted | CallStateChanged | CallEnded
+CallChange = CallStarted | CallStateChanged | CallAgentChanged | CallEnded

@@ -16,6 +16,7 @@ from typing import Any
 from cti.calls.model import (
     CHANNEL_UP,
     Call,
+    CallAgentChanged,
     CallChange,
     CallEnded,
     CallRecord,
@@ -339,7 +340,11 @@ class Tracker:
             elif call.agent is not None and agent != call.agent:
                 call.transfers += 1
             if call.direction is not Direction.CALLBACK or call.agent is None:
-                call.agent = agent
+                previous, call.agent = call.agent, agent
+                if previous is not None and previous != agent:
+                    # Before the state change: a listener learns who the
+                    # caller talks with before it hears "talking" again.
+                    changes.append(CallAgentChanged(at, call.id, previous, agent))
             call.ringing_agent = None
             self._set_state(call, CallState.TALKING, at, changes)
 

@@ -23,6 +23,7 @@ from cti.desk.protocol import (
     CLIENT_MESSAGE,
     COMMAND_TYPES,
     MAX_MESSAGE_BYTES,
+    AgentRef,
     ErrorMessage,
     Hello,
     Reply,
@@ -278,7 +279,10 @@ class DeskHttp:
         self.hub.reply(agent_id, connection, Welcome(
             agent_id=agent_id, agent_name=self.service.name_of(agent_id),
             stream=self.hub.stream_id(agent_id), pause_reasons=list(center.pause_reasons),
-            services=sorted(center.policy.services), expires_at=session.expires_at))
+            services=sorted(center.policy.services),
+            agents=[AgentRef(id=agent.id, name=agent.name) for agent in center.agents
+                    if agent.id != agent_id],
+            expires_at=session.expires_at))
         if not self.hub.attach(agent_id, connection, hello.stream, hello.last_seq):
             self.hub.attach_with_snapshot(agent_id, connection, self.service.snapshot(agent_id))
         log.info("desk.connected", agent_id=agent_id, resumed=hello.last_seq is not None,

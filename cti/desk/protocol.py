@@ -15,7 +15,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    model_validator,
+)
 
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 16 * 1024
@@ -23,6 +30,7 @@ MAX_MESSAGE_BYTES = 16 * 1024
 CommandId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 CallId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 ServiceName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
+AgentId = Annotated[str, StringConstraints(pattern=r"^[0-9]{2,20}$")]
 Notes = Annotated[str, StringConstraints(max_length=1000)]
 Version = Literal[1]
 
@@ -74,13 +82,22 @@ class Disposition(_Command):
 
 
 class Transfer(_Command):
-    """Send the caller to another service (their place in the queue kept);
-    the notes reach the next agent's pop."""
+    """Send the caller to another service (their place in the queue kept),
+    or to one named agent (`agent`: a blind transfer; the caller waits for
+    that agent, then goes back to their service's queue); exactly one of
+    `service` and `agent`. The notes reach the next agent's pop."""
 
     type: Literal["transfer"]
     call_id: CallId
-    service: ServiceName
+    service: ServiceName | None = None
+    agent: AgentId | None = None
     notes: Notes = ""
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Transfer:
+        if (self.service is None) == (self.agent is None):
+            raise ValueError("give exactly one of service and agent")
+        return self
 
 
 class Escalate(_Command):
@@ -92,15 +109,33 @@ class Escalate(_Command):
     notes: Notes = ""
 
 
+class Hangup(_Command):
+    """Hang up the agent's current call (the caller's side)."""
+
+    type: Literal["hangup"]
+    call_id: CallId
+
+
+class CallNotes(_Command):
+    """Notes on the agent's current call for whoever takes the caller next
+    (a transfer done on the phone, or by the desk): they replace the
+    agent's earlier notes on this call; empty takes them back."""
+
+    type: Literal["notes"]
+    call_id: CallId
+    notes: Notes
+
+
 class Ping(_Command):
     type: Literal["ping"]
 
 
-Command = Ready | Pause | EndWrapUp | Disposition | Transfer | Escalate | Ping
+Command = (Ready | Pause | EndWrapUp | Disposition | Transfer | Escalate | Hangup | CallNotes
+           | Ping)
 ClientMessage = Annotated[Hello | Command, Field(discriminator="type")]
 CLIENT_MESSAGE: TypeAdapter[Hello | Command] = TypeAdapter(ClientMessage)
 COMMAND_TYPES = frozenset({"ready", "pause", "end_wrap_up", "disposition", "transfer",
-                           "escalate", "ping"})
+                           "escalate", "hangup", "notes", "ping"})
 
 
 # -- server to agent -----------------------------------------------------------------
@@ -216,7 +251,7 @@ class PopView(BaseModel):
     ivr: IvrView | None
     history: list[ContactView]
     previous_notes: list[NoteView]
-    progress: Literal["ringing", "connected", "ended"] = "ringing"
+    progress: Literal["ringing", "connected", "on_hold", "ended"] = "ringing"
     crm: CrmView | None = None
     crm_status: CrmStatus = "off"
 
@@ -266,6 +301,15 @@ class Snapshot(_ServerMessage):
     disposition_pending: bool
 
 
+class AgentRef(BaseModel):
+    """A colleague a call can be transferred to."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+
+
 class Welcome(_ServerMessage):
     type: Literal["welcome"] = "welcome"
     agent_id: str
@@ -273,6 +317,7 @@ class Welcome(_ServerMessage):
     stream: str
     pause_reasons: list[str]
     services: list[str]
+    agents: list[AgentRef] = Field(default_factory=list)
     expires_at: float
 
 

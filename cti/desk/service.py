@@ -1,9 +1,11 @@
 """The desk service: follows the switchboard's events for each agent (state,
 offers, answers, ends), publishes them on the agent's stream in the hub,
 sends the pop to the offered agent only and withdraws it when the phone
-stops ringing, and runs the agent's commands (ready, pause, end wrap-up,
-disposition, transfer, escalate). A disposition becomes a Contact in the
-customer's history once the call has ended.
+stops ringing, follows the call on hold and to the agent who takes it
+over on the phone, and runs the agent's commands (ready, pause, end
+wrap-up, disposition, notes, transfer to a service or an agent, escalate,
+hang up). A disposition becomes a Contact in the customer's history once
+the call has ended.
 """
 
 from __future__ import annotations
@@ -27,12 +29,14 @@ from cti.desk.pop import Offer, PopBuilder
 from cti.desk.protocol import (
     Ack,
     AgentView,
+    CallNotes,
     CallProgress,
     Command,
     Disposition,
     EndWrapUp,
     ErrorMessage,
     Escalate,
+    Hangup,
     NoteView,
     Pause,
     Ping,
@@ -46,10 +50,12 @@ from cti.desk.protocol import (
     StateMessage,
     Transfer,
 )
-from cti.routing import Agent, AgentState, IllegalTransition, TransferRefused, UnknownService
+from cti.routing import Agent, AgentState, CallRefused, IllegalTransition, UnknownService
 from cti.switchboard import (
     AgentChanged,
     CallFinished,
+    CallHandedOver,
+    CallHeld,
     QueueRing,
     Switchboard,
     SwitchboardEvent,
@@ -80,6 +86,11 @@ class _LastCall:
     talk_s: float = 0.0
     disposition: Disposition | None = None
     recorded: bool = False
+    on_hold: bool = False
+    hanging_up: bool = False
+    # The agent's notes on this call for the next agent (kept with the call
+    # in Redis for the pop); one at a time, a new one replaces it.
+    note: NoteView | None = None
 
 
 @dataclass(slots=True)
@@ -88,6 +99,8 @@ class _Desk:
     pop: PopView | None = None
     last_call: _LastCall | None = None
     state: AgentState | None = None
+    # Serialises the agent's note edits (notes, transfer) across tabs.
+    notes_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 # Store writes (history, dispositions) a burst of ended calls may start at
@@ -183,6 +196,10 @@ class DeskService:
             self._on_finished(event)
         elif isinstance(event, QueueRing):
             self._on_queue_ring(event)
+        elif isinstance(event, CallHeld):
+            self._on_held(event)
+        elif isinstance(event, CallHandedOver):
+            self._on_handed_over(event)
 
     def _on_agent(self, agent: Agent) -> None:
         desk = self._desk(agent.id)
@@ -366,6 +383,61 @@ class DeskService:
             self.hub.publish(agent_id, CallProgress(call_id=call_id, progress="ended"))
             self._record_if_due(agent_id, desk, final=False)
 
+    def _on_held(self, event: CallHeld) -> None:
+        desk = self._desks.get(event.agent_id)
+        last = None if desk is None else desk.last_call
+        if desk is None or last is None or last.call_id != event.call or last.ended \
+                or last.on_hold == event.on_hold:
+            return
+        last.on_hold = event.on_hold
+        progress: Literal["on_hold", "connected"] = "on_hold" if event.on_hold else "connected"
+        if desk.pop is not None and desk.pop.call_id == event.call:
+            desk.pop = desk.pop.model_copy(update={"progress": progress})
+        self.hub.publish(event.agent_id, CallProgress(call_id=event.call, progress=progress))
+        log.info("desk.hold", agent_id=event.agent_id, call_id=event.call,
+                 on_hold=event.on_hold)
+
+    def _on_handed_over(self, event: CallHandedOver) -> None:
+        """A transfer done on the phone: the first agent's call is over; the
+        agent now talking with the caller gets the pop (customer, history,
+        the notes left on the call), already connected."""
+        desk = self._desks.get(event.from_agent)
+        if desk is not None:
+            self._part_over(event.from_agent, desk, event.call)
+        if event.to_agent is None:
+            return
+        call = self.switchboard.tracker.calls.get(event.call)
+        waited = 0.0
+        if call is not None and call.bridged_at is not None and call.wait_started_at is not None:
+            waited = max(0.0, call.bridged_at - call.wait_started_at)
+        offer = Offer(call_id=event.call,
+                      caller_number=None if call is None else call.caller_number,
+                      caller_name=None if call is None else call.caller_name,
+                      service=event.info.task.service,
+                      rule=f"transferred by {self.name_of(event.from_agent)}",
+                      waited_s=waited, vip=event.info.vip, customer_id=event.info.customer)
+        taker = self._desk(event.to_agent)
+        taker.offer = offer
+        taker.pop = None
+        self._jobs.spawn(self._pop(event.to_agent, offer), f"pop-{event.call}")
+        log.info("desk.handed_over", agent_id=event.to_agent, call_id=event.call,
+                 from_agent=event.from_agent)
+
+    def _part_over(self, agent_id: str, desk: _Desk, call_id: str) -> None:
+        """The agent's part of a call is over while the call goes on with
+        someone else (a transfer): `ended` on their desk, wrap-up."""
+        last = desk.last_call
+        if last is None or last.call_id != call_id or last.ended:
+            return
+        last.ended = True
+        last.talk_s = max(0.0, self._now() - last.connected_at)
+        if desk.offer is not None and desk.offer.call_id == call_id:
+            desk.offer = None
+        if desk.pop is not None and desk.pop.call_id == call_id:
+            desk.pop = desk.pop.model_copy(update={"progress": "ended"})
+        self.hub.publish(agent_id, CallProgress(call_id=call_id, progress="ended"))
+        self._record_if_due(agent_id, desk, final=False)
+
     # -- contact history ------------------------------------------------------------
 
     def _record_if_due(self, agent_id: str, desk: _Desk, *, final: bool) -> None:
@@ -445,7 +517,20 @@ class DeskService:
             return await self._disposition(agent_id, command)
         if isinstance(command, Transfer | Escalate):
             return await self._transfer(agent_id, command)
+        if isinstance(command, Hangup):
+            return await self._hang_up(agent_id, command)
+        if isinstance(command, CallNotes):
+            return await self._notes(agent_id, command)
         raise DeskRefusal("unknown_type", f"{command.type} is not a command")
+
+    def _current(self, agent_id: str, call_id: str) -> _LastCall:
+        """The agent's current call (answered, not over), or a refusal."""
+        last = self._desk(agent_id).last_call
+        agent = self.switchboard.agents[agent_id]
+        if (last is None or last.call_id != call_id or last.ended
+                or agent.state is not AgentState.ON_CALL):
+            raise DeskRefusal("not_allowed", f"call {call_id} is not your current call")
+        return last
 
     async def _disposition(self, agent_id: str, command: Disposition) -> dict[str, object]:
         desk = self._desk(agent_id)
@@ -464,45 +549,90 @@ class DeskService:
 
     async def _transfer(self, agent_id: str, command: Transfer | Escalate) -> dict[str, object]:
         desk = self._desk(agent_id)
-        last = desk.last_call
-        agent = self.switchboard.agents[agent_id]
-        if (last is None or last.call_id != command.call_id or last.ended
-                or agent.state is not AgentState.ON_CALL):
-            raise DeskRefusal("not_allowed", f"call {command.call_id} is not your current call")
+        last = self._current(agent_id, command.call_id)
+        board = self.switchboard
+        to_agent = command.agent if isinstance(command, Transfer) else None
         if isinstance(command, Escalate):
-            target = self.center.escalations.get(last.service)
-            if target is None:
+            service = self.center.escalations.get(last.service)
+            if service is None:
                 raise DeskRefusal("no_escalation",
                                   f"service {last.service!r} has no level-2 service")
         else:
-            target = command.service
+            service = command.service
         try:
-            self.switchboard.check_transfer(command.call_id, target, by_agent=agent_id)
-        except (TransferRefused, UnknownService) as exc:
+            if to_agent is not None:
+                board.check_transfer_to_agent(command.call_id, to_agent, by_agent=agent_id)
+            elif service is not None:
+                board.check_transfer(command.call_id, service, by_agent=agent_id)
+        except (CallRefused, UnknownService) as exc:
             raise _refusal(exc) from None
-        # The note is with the call before the caller can be offered again,
-        # so the next agent's pop has it.
-        note = NoteView(at=self._now(), agent_id=agent_id, agent_name=self.name_of(agent_id),
-                        service=last.service, notes=command.notes)
-        await self.pops.add_note(command.call_id, note)
+        async with desk.notes_lock:
+            # The note is with the call before the caller can be offered
+            # again, so the next agent's pop has it. Without new notes the
+            # agent's earlier ones stand.
+            previous = last.note
+            note = previous
+            if command.notes or previous is None:
+                note = self._note(agent_id, last, command.notes)
+                await self._swap_note(command.call_id, previous, note)
+            try:
+                if to_agent is not None:
+                    await board.transfer_to_agent(command.call_id, to_agent, by_agent=agent_id,
+                                                  note=command.notes)
+                elif service is not None:
+                    await board.transfer_to_service(command.call_id, service,
+                                                    by_agent=agent_id, note=command.notes)
+            except (CallRefused, UnknownService) as exc:
+                await self._swap_note(command.call_id, note, previous)
+                raise _refusal(exc) from None
+            last.note = note
+        self._part_over(agent_id, desk, command.call_id)
+        log.info("desk.transferred", agent_id=agent_id, call_id=command.call_id,
+                 service=service, to_agent=to_agent, escalation=isinstance(command, Escalate))
+        if to_agent is not None:
+            return {"call_id": command.call_id, "agent": to_agent}
+        return {"call_id": command.call_id, "service": service}
+
+    async def _notes(self, agent_id: str, command: CallNotes) -> dict[str, object]:
+        last = self._current(agent_id, command.call_id)
+        async with self._desk(agent_id).notes_lock:
+            note = self._note(agent_id, last, command.notes) if command.notes else None
+            if note is not last.note:
+                await self._swap_note(command.call_id, last.note, note)
+                last.note = note
+        log.info("desk.notes", agent_id=agent_id, call_id=command.call_id,
+                 chars=len(command.notes))
+        return {"call_id": command.call_id, "notes": note is not None}
+
+    def _note(self, agent_id: str, last: _LastCall, text: str) -> NoteView:
+        return NoteView(at=self._now(), agent_id=agent_id, agent_name=self.name_of(agent_id),
+                        service=last.service, notes=text)
+
+    async def _swap_note(self, call_id: str, old: NoteView | None, new: NoteView | None) -> None:
+        """Put `new` with the call in place of `old` (added first: a pop
+        built meanwhile has one of them)."""
+        if new is old:
+            return
+        if new is not None:
+            await self.pops.add_note(call_id, new)
+        if old is not None:
+            await self.pops.remove_note(call_id, old)
+
+    async def _hang_up(self, agent_id: str, command: Hangup) -> dict[str, object]:
+        last = self._current(agent_id, command.call_id)
+        if last.hanging_up:
+            raise DeskRefusal("not_allowed", f"call {command.call_id} is already being hung up")
+        last.hanging_up = True
         try:
-            await self.switchboard.transfer_to_service(command.call_id, target,
-                                                       by_agent=agent_id, note=command.notes)
-        except (TransferRefused, UnknownService) as exc:
-            await self.pops.remove_note(command.call_id, note)
+            await self.switchboard.hang_up(command.call_id, by_agent=agent_id)
+        except CallRefused as exc:
+            last.hanging_up = False
             raise _refusal(exc) from None
-        last.ended = True
-        last.talk_s = max(0.0, self._now() - last.connected_at)
-        desk.offer = None
-        if desk.pop is not None and desk.pop.call_id == command.call_id:
-            desk.pop = desk.pop.model_copy(update={"progress": "ended"})
-        self.hub.publish(agent_id, CallProgress(call_id=command.call_id, progress="ended"))
-        log.info("desk.transferred", agent_id=agent_id, call_id=command.call_id, service=target,
-                 escalation=isinstance(command, Escalate))
-        return {"call_id": command.call_id, "service": target}
+        log.info("desk.hung_up", agent_id=agent_id, call_id=command.call_id)
+        return {"call_id": command.call_id}
 
 
-def _refusal(exc: TransferRefused | UnknownService) -> DeskRefusal:
+def _refusal(exc: CallRefused | UnknownService) -> DeskRefusal:
     """A routing refusal in the desk's codes (README, "Agent desk protocol")."""
     code = {"not_your_call": "not_allowed"}.get(exc.code, exc.code)
     return DeskRefusal(code, str(exc))

@@ -1,16 +1,22 @@
 """Routing: the pure core that pairs waiting tasks (calls, callbacks, preview
 calls) with agents by skills, priority with aging, relaxation, overflow and
-sticky agents, and explains each choice; plus the incremental index the
-routing shell keeps for sub-millisecond decisions."""
+sticky agents, tasks pinned to one agent (transfers), and explains each
+choice; plus the incremental index the routing shell keeps for
+sub-millisecond decisions."""
 
 from cti.routing.agents import Agent, AgentState
 from cti.routing.errors import (
+    AgentNotAvailable,
+    CallRefused,
+    HangupFailed,
     IllegalTransition,
     InvalidPolicy,
     NotAgentsCall,
     RoutingError,
     TransferFailed,
     TransferRefused,
+    TransferToSelf,
+    UnknownAgent,
     UnknownCall,
     UnknownPriorityClass,
     UnknownService,
@@ -21,6 +27,7 @@ from cti.routing.models import (
     Assignment,
     LowerLevel,
     Overflow,
+    Pin,
     Relaxation,
     RingNoAnswer,
     Service,
@@ -34,6 +41,7 @@ from cti.routing.policy import (
     Policy,
     PriorityClass,
     effective_priority,
+    pinned_agent,
 )
 from cti.routing.router import assign, due_wrapups, next_wakeup, wrap_up_end
 
@@ -41,14 +49,18 @@ __all__ = [
     "DEFAULT_CLASSES",
     "Agent",
     "AgentChoice",
+    "AgentNotAvailable",
     "AgentState",
     "AnyLevel",
     "Assignment",
+    "CallRefused",
+    "HangupFailed",
     "IllegalTransition",
     "InvalidPolicy",
     "LowerLevel",
     "NotAgentsCall",
     "Overflow",
+    "Pin",
     "Policy",
     "PriorityClass",
     "Relaxation",
@@ -61,6 +73,8 @@ __all__ = [
     "TaskKind",
     "TransferFailed",
     "TransferRefused",
+    "TransferToSelf",
+    "UnknownAgent",
     "UnknownCall",
     "UnknownPriorityClass",
     "UnknownService",
@@ -68,5 +82,6 @@ __all__ = [
     "due_wrapups",
     "effective_priority",
     "next_wakeup",
+    "pinned_agent",
     "wrap_up_end",
 ]

@@ -1,6 +1,7 @@
-"""One task's choice of agent and its explanation: sticky agent first, then
-the best ranked qualified free agent, with the rule that chose it and the
-reason each runner-up was passed over.
+"""One task's choice of agent and its explanation: the agent a task is
+pinned to, else the sticky agent, then the best ranked qualified free
+agent, with the rule that chose it and the reason each runner-up was
+passed over.
 
 Shared by the reference router and the incremental index; they differ only
 in how they rank free agents (a scan of all of them, or per-skill buckets),
@@ -22,6 +23,7 @@ from cti.routing.policy import (
     TierKind,
     effective_priority,
     no_answer_block,
+    pinned_agent,
     sticky,
     tier_of,
     waited_seconds,
@@ -43,6 +45,14 @@ def decide(task: Task, tiers: tuple[Tier, ...], now: float, *, policy: Policy,
            rank: Ranking) -> Assignment | None:
     """The assignment for `task` among the free agents not yet `taken`, or
     None when it must keep waiting."""
+    pinned = pinned_agent(task, now)
+    if pinned is not None and task.pin is not None:
+        # Held for one agent, whatever the skills: a colleague chose them.
+        agent = lookup(pinned)
+        if agent is None or agent.state is not AgentState.AVAILABLE or agent.id in taken:
+            return None
+        return _assignment(task, agent, f"transferred by agent {task.pin.by}", now=now,
+                           policy=policy, passed=(), blocked=())
     preferred = lookup(task.preferred_agent) if task.preferred_agent is not None else None
     mode = sticky(task, preferred, tiers, now=now, policy=policy, taken=taken)
     if mode is Sticky.HOLD:

@@ -53,13 +53,14 @@ class UnknownPriorityClass(RoutingError):
         super().__init__(f"no priority class named {name!r} in the routing policy")
 
 
-class TransferRefused(RoutingError):
-    """A transfer that cannot be done; nothing changed."""
+class CallRefused(RoutingError):
+    """An agent's action on a call (transfer, hang-up) that cannot be done;
+    nothing changed."""
 
-    code = "transfer_refused"
+    code = "call_refused"
 
 
-class UnknownCall(TransferRefused):
+class UnknownCall(CallRefused):
     code = "unknown_call"
 
     def __init__(self, call: str) -> None:
@@ -67,7 +68,7 @@ class UnknownCall(TransferRefused):
         super().__init__(f"no live routed call {call!r}")
 
 
-class NotAgentsCall(TransferRefused):
+class NotAgentsCall(CallRefused):
     code = "not_your_call"
 
     def __init__(self, call: str, agent: str, holder: str | None) -> None:
@@ -76,6 +77,12 @@ class NotAgentsCall(TransferRefused):
         self.holder = holder
         talking = "nobody" if holder is None else f"agent {holder}"
         super().__init__(f"call {call!r} is not talking with agent {agent} ({talking} is)")
+
+
+class TransferRefused(CallRefused):
+    """A transfer that cannot be done; nothing changed."""
+
+    code = "transfer_refused"
 
 
 class TransferFailed(TransferRefused):
@@ -88,3 +95,43 @@ class TransferFailed(TransferRefused):
         self.call = call
         self.reason = reason
         super().__init__(f"call {call!r}: the Redirect to the waiting context failed: {reason}")
+
+
+class UnknownAgent(TransferRefused):
+    code = "unknown_agent"
+
+    def __init__(self, agent: str) -> None:
+        self.agent = agent
+        super().__init__(f"no agent {agent!r} in this center")
+
+
+class TransferToSelf(TransferRefused):
+    code = "same_agent"
+
+    def __init__(self, agent: str) -> None:
+        self.agent = agent
+        super().__init__(f"agent {agent} cannot transfer a call to themselves")
+
+
+class AgentNotAvailable(TransferRefused):
+    """The target agent takes no calls now (logged out, paused)."""
+
+    code = "agent_not_available"
+
+    def __init__(self, agent: str, state: AgentState, reason: str | None = None) -> None:
+        self.agent = agent
+        self.state = state
+        why = f" ({reason})" if reason else ""
+        super().__init__(f"agent {agent} takes no calls: {state.value}{why}")
+
+
+class HangupFailed(CallRefused):
+    """The PBX did not hang the caller up (the channel was already gone,
+    the link is down): the call is as it was."""
+
+    code = "hangup_failed"
+
+    def __init__(self, call: str, reason: str) -> None:
+        self.call = call
+        self.reason = reason
+        super().__init__(f"call {call!r}: the Hangup failed: {reason}")

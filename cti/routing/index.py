@@ -34,9 +34,11 @@ from cti.routing.policy import (
     AgentChoice,
     Policy,
     Sticky,
+    TaskRank,
     Tier,
     agent_key,
     no_answer_block,
+    pinned_agent,
     stage,
     sticky,
     task_rank,
@@ -46,7 +48,8 @@ from cti.routing.policy import (
 from cti.routing.router import task_deadlines, wrap_up_end
 
 _Entry = tuple[float, str]          # (state_since or enqueued_at, id): sort order
-_QueueKey = tuple[str, str, tuple[tuple[str, int], ...]]
+# (service, priority class, extra skills, agent pinned to or "")
+_QueueKey = tuple[str, str, tuple[tuple[str, int], ...], str]
 _first = itemgetter(0)
 
 
@@ -60,6 +63,9 @@ class _Queue:
     # service, or an overflow target): a quick filter before the real check.
     reach: tuple[frozenset[str], ...]
     entries: list[_Entry] = field(default_factory=list)
+    # The agent its tasks are pinned to (transfers to a named agent): few
+    # tasks, each looked at (a pin may have ended for some of them).
+    pinned: str | None = None
 
 
 class RoutingIndex:
@@ -154,8 +160,13 @@ class RoutingIndex:
         if agent is None or agent.state is not AgentState.AVAILABLE:
             return None
         names = self._skill_names[agent_id]
-        best: tuple[tuple[float, float, str], Task, tuple[Tier, ...]] | None = None
+        best: tuple[TaskRank, Task, tuple[Tier, ...]] | None = None
         for key, queue in self._queues.items():
+            if queue.pinned is not None:
+                found = self._pinned_choice(key, queue, agent, now)
+                if found is not None and (best is None or found[0] < best[0]):
+                    best = found
+                continue
             if not any(needed <= names for needed in queue.reach):
                 continue
             for _, task_id in queue.entries:
@@ -228,6 +239,25 @@ class RoutingIndex:
                 taken: Container[str]) -> Assignment | None:
         return decide(task, tiers, now, policy=self._policy, lookup=self._agents.get,
                       taken=taken, rank=self._rank)
+
+    def _pinned_choice(self, key: _QueueKey, queue: _Queue, agent: Agent, now: float
+                       ) -> tuple[TaskRank, Task, tuple[Tier, ...]] | None:
+        """The best task of a pinned queue for `agent`: a task still pinned
+        goes to its agent alone, one whose pin ended routes as any other."""
+        best: tuple[TaskRank, Task, tuple[Tier, ...]] | None = None
+        for _, task_id in queue.entries:
+            task = self._tasks[task_id]
+            tiers = self._tiers_of(key, task, now)
+            pinned = pinned_agent(task, now)
+            if pinned is not None:
+                if pinned != agent.id:
+                    continue
+            elif tier_of(agent, tiers) is None or not self._may_take(task, agent.id, tiers, now):
+                continue
+            rank = task_rank(task, now, self._policy)
+            if best is None or rank < best[0]:
+                best = (rank, task, tiers)
+        return best
 
     def _may_take(self, task: Task, agent_id: str, tiers: tuple[Tier, ...],
                   now: float) -> bool:
@@ -360,7 +390,8 @@ class RoutingIndex:
         policy.service(task.service)
         name = task.priority if task.priority is not None else policy.kind_priority[task.kind]
         policy.priority_class(task)
-        return (task.service, name, tuple(sorted(task.skills.items())))
+        pinned = "" if task.pin is None else task.pin.agent
+        return (task.service, name, tuple(sorted(task.skills.items())), pinned)
 
     def _new_queue(self, task: Task) -> _Queue:
         policy = self._policy
@@ -369,4 +400,5 @@ class RoutingIndex:
         for step in policy.steps(task.service):
             if isinstance(step, Overflow):
                 reach.append(frozenset(policy.service(step.service).skills) | extra)
-        return _Queue(task.service, task.skills, tuple(reach))
+        return _Queue(task.service, task.skills, tuple(reach),
+                      pinned=None if task.pin is None else task.pin.agent)

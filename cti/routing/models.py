@@ -28,6 +28,19 @@ class RingNoAnswer:
 
 
 @dataclass(frozen=True, slots=True)
+class Pin:
+    """A task held for one agent: a caller an agent (`by`) transferred to a
+    named colleague waits for that colleague alone from `since` until
+    `until`, unless the colleague lets it ring out in that time; then it is
+    routed as any task of its service again, with its place kept."""
+
+    agent: str
+    by: str
+    since: float
+    until: float
+
+
+@dataclass(frozen=True, slots=True)
 class Task:
     """A piece of work waiting for an agent.
 
@@ -39,6 +52,7 @@ class Task:
     default for the task's kind. `preferred_agent` is the sticky agent, who
     last served this customer: the shell resolves it from the customer's
     contact history when it creates the task, so the router stays pure.
+    `pin` holds the task for one agent (a transfer to a named agent).
     """
 
     id: str
@@ -50,9 +64,13 @@ class Task:
     customer: str | None = None
     preferred_agent: str | None = None
     no_answers: tuple[RingNoAnswer, ...] = ()
+    pin: Pin | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "skills", frozen_levels(self.skills, f"task {self.id}"))
+        if self.pin is not None and self.pin.until < self.pin.since:
+            raise ValueError(f"task {self.id}: pinned until {self.pin.until}"
+                             f" before {self.pin.since}")
 
     @property
     def attempts(self) -> int:

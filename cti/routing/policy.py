@@ -157,13 +157,28 @@ def effective_priority(task: Task, now: float, policy: Policy) -> float:
     return head_start + priority.aging_per_second * waited_seconds(task, now)
 
 
-TaskRank = tuple[float, float, str]
+TaskRank = tuple[bool, float, float, str]
 
 
 def task_rank(task: Task, now: float, policy: Policy) -> TaskRank:
-    """Sort key, best first: higher effective priority, then first come
-    first served, then the task id so equal inputs give equal answers."""
-    return (-effective_priority(task, now, policy), task.enqueued_at, task.id)
+    """Sort key, best first: a task pinned to an agent (a caller transferred
+    to them by name, as a call to their own line) before the queue, then
+    higher effective priority, then first come first served, then the task
+    id so equal inputs give equal answers."""
+    return (pinned_agent(task, now) is None, -effective_priority(task, now, policy),
+            task.enqueued_at, task.id)
+
+
+def pinned_agent(task: Task, now: float) -> str | None:
+    """The one agent the task waits for at `now`, or None when it routes
+    as any task: not pinned, the pin ran out, or the agent rang no answer
+    on it since it was pinned."""
+    pin = task.pin
+    if pin is None or now >= pin.until:
+        return None
+    if any(miss.agent == pin.agent and miss.at >= pin.since for miss in task.no_answers):
+        return None
+    return pin.agent
 
 
 # -- requirements -------------------------------------------------------------

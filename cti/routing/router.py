@@ -24,6 +24,7 @@ from cti.routing.policy import (
     Tier,
     agent_key,
     effective_priority,
+    pinned_agent,
     sticky_window_end,
     task_rank,
     task_tiers,
@@ -91,12 +92,14 @@ def due_wrapups(agents: Iterable[Agent], services: Mapping[str, Service],
 def task_deadlines(task: Task, policy: Policy) -> list[float]:
     """Times at which the task's routing changes by itself: relaxation
     steps, the end of its sticky window, the ends of its ring-no-answer
-    exclusions."""
+    exclusions, the end of its pin."""
     times = [task.enqueued_at + step.after for step in policy.steps(task.service)]
     window = sticky_window_end(task, policy)
     if window is not None:
         times.append(window)
     times.extend(miss.at + policy.no_answer_retry_seconds for miss in task.no_answers)
+    if task.pin is not None:
+        times.append(task.pin.until)
     return times
 
 
@@ -121,6 +124,8 @@ def _rank_swaps(waiting: Sequence[Task], agents: Sequence[Agent], now: float,
         key=lambda task: task_rank(task, now, policy))
     swaps: list[float] = []
     for ahead, behind in itertools.pairwise(contenders):
+        if (pinned_agent(ahead, now) is None) != (pinned_agent(behind, now) is None):
+            continue  # a pin, not aging, orders them; its end is a deadline
         closing = (policy.priority_class(behind).aging_per_second
                    - policy.priority_class(ahead).aging_per_second)
         if closing <= 0:

@@ -176,6 +176,10 @@ class Switch:
     def find(self, name: str) -> Channel | None:
         return self.channels.get(name)
 
+    def of_device(self, device: str) -> list[Channel]:
+        """The live channels of a device (`Local/1005@sim-agent`), oldest first."""
+        return sorted(self._on_device.get(device, ()), key=lambda chan: chan.created)
+
     # ------------------------------------------------------------ channels
     def local_pair(
         self,

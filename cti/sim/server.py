@@ -17,6 +17,7 @@ from cti.sim.ami_server import AmiServer
 from cti.sim.channels import Switch
 from cti.sim.dial import OriginateRequest, dial, originate
 from cti.sim.dialplan import Dialplan
+from cti.sim.hold import press_hold
 from cti.sim.population import Population
 from cti.sim.queues import QueueActions, Queues
 from cti.sim.runtime import App, Runtime
@@ -117,6 +118,12 @@ class Sim:
                     await task
         await self.ami.close()
         await self.runtime.close()
+
+    def press_hold(self, exten: str, on: bool = True) -> bool:
+        """The agent at phone `exten` presses hold (`on`) or takes the call
+        back; False when that phone is in no call."""
+        device = self.settings.agent_interface.format(exten=exten)
+        return press_hold(self.runtime.switch, device, on) is not None
 
     def restart(self) -> None:
         """`core restart now`; a second one during a restart is lost with

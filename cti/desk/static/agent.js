@@ -9,8 +9,9 @@ const $ = (id) => document.getElementById(id);
 const desk = {
   token: sessionStorage.getItem("cti.token"),
   stream: null, lastSeq: null, ws: null, retry: 500,
-  agent: null, pop: null, lastCall: null, pending: new Map(), services: [],
+  agent: null, pop: null, lastCall: null, pending: new Map(), services: [], agents: [],
 };
+const LIVE = ["connected", "on_hold"];
 
 function commandId() {
   return Date.now().toString(36) + "-" + Math.random().toString(36).slice(2, 10);
@@ -51,6 +52,7 @@ function receive(m) {
       desk.retry = 500;
       desk.stream = m.stream;
       desk.services = m.services;
+      desk.agents = m.agents || [];
       setLink(true);
       $("agent-name").textContent = `${m.agent_name} (${m.agent_id})`;
       fillSelect($("pause-reason"), m.pause_reasons);
@@ -87,6 +89,9 @@ function receive(m) {
         $("disposition-saved").textContent = "Saved.";
         $("disposition-form").hidden = true;
       }
+      if (m.result && m.result.notes !== undefined) {
+        $("notes-saved").textContent = m.result.notes ? "Notes kept for the next agent." : "";
+      }
       $("desk-error").textContent = "";
       break;
     case "error":
@@ -96,8 +101,10 @@ function receive(m) {
   }
 }
 
+// `values`: strings, or [value, label] pairs.
 function fillSelect(select, values) {
-  select.replaceChildren(...values.map((value) => new Option(value, value)));
+  select.replaceChildren(...values.map((value) =>
+    Array.isArray(value) ? new Option(value[1], value[0]) : new Option(value, value)));
 }
 
 function renderState() {
@@ -132,7 +139,7 @@ function renderPop() {
   $("pop-name").textContent = c ? c.name : crm && crm.name ? `${crm.name} (CRM)` : "Unknown caller";
   $("vip-badge").hidden = !p.vip;
   card.classList.toggle("is-vip", p.vip);
-  $("progress").textContent = p.progress;
+  $("progress").textContent = p.progress.replace("_", " ");
   $("pop-caller").textContent = [p.caller_number, p.caller_name].filter(Boolean).join(" - ")
     + (c ? ` (identified by ${p.identified_by})` : " - search the directory");
   $("pop-service").textContent = p.service;
@@ -158,10 +165,13 @@ function renderPop() {
               cell(h.disposition || h.outcome), cell(h.notes));
     return tr;
   }));
-  const target = $("transfer-service"), chosen = target.value;
-  fillSelect(target, desk.services.filter((s) => s !== p.service));
-  if ([...target.options].some((o) => o.value === chosen)) target.value = chosen;
-  $("transfer-form").hidden = p.progress !== "connected";
+  const chosen = $("transfer-to").value;
+  fillSelect($("transfer-services"), desk.services.filter((s) => s !== p.service)
+    .map((s) => ["service:" + s, s]));
+  fillSelect($("transfer-agents"), desk.agents.map((a) => ["agent:" + a.id, `${a.name} (${a.id})`]));
+  if (chosen) $("transfer-to").value = chosen;
+  $("transfer-form").hidden = !LIVE.includes(p.progress);
+  if ($("transfer-form").hidden) $("notes-saved").textContent = "";
 }
 
 const CRM_STATUS = { pending: "looking up...", found: "", not_found: "not in the CRM",
@@ -239,8 +249,16 @@ document.addEventListener("DOMContentLoaded", () => {
   $("transfer-form").addEventListener("submit", (event) => {
     event.preventDefault();
     if (!desk.pop) return;
-    send("transfer", { call_id: desk.pop.call_id, service: $("transfer-service").value,
+    const [kind, target] = $("transfer-to").value.split(/:(.*)/s);
+    if (!target) return;
+    send("transfer", { call_id: desk.pop.call_id, [kind]: target,
                        notes: $("transfer-notes").value });
+  });
+  $("save-notes").addEventListener("click", () => {
+    if (desk.pop) send("notes", { call_id: desk.pop.call_id, notes: $("transfer-notes").value });
+  });
+  $("hangup").addEventListener("click", () => {
+    if (desk.pop) send("hangup", { call_id: desk.pop.call_id });
   });
   $("escalate").addEventListener("click", () => {
     if (desk.pop) send("escalate", { call_id: desk.pop.call_id, notes: $("transfer-notes").value });
