@@ -20,6 +20,8 @@ given to an agent who lets a call ring out.
           - {after: 60, skill: support, any_level: true}
           - {after: 120, overflow: sales}
         escalation: support-l2     # where agents escalate these calls
+        callback_mode: customer-first   # or agent-first (the default)
+        caller_id: "0140000001"    # what a called-back customer sees
     agents:
       - {id: "1001", name: Bob Martin, device: PJSIP/1001, skills: {support: 7}}
     vip_numbers: ["0140000099"]
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -58,6 +61,17 @@ Level = Annotated[int, Field(ge=1, le=10)]
 Seconds = Annotated[float, Field(ge=0, le=86_400)]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
 Number = Annotated[str, Field(pattern=r"^\+?[0-9]{2,20}$")]
+
+
+class CallbackMode(Enum):
+    """Who a callback rings first. Agent-first: the reserved agent's phone,
+    then, once they answered, the customer (`cti-callback`). Customer-first:
+    the customer, then, once they answered, the reserved agent
+    (`cti-callback-customer`): no agent waits on a ringing line. Either
+    way a callback dials only with an agent reserved for it."""
+
+    AGENT_FIRST = "agent-first"
+    CUSTOMER_FIRST = "customer-first"
 
 
 class CenterError(ValueError):
@@ -118,6 +132,16 @@ class ServiceModel(_Model):
     caller_id: Number | None = None
     # The level-2 service an agent escalates this service's calls to.
     escalation: Name | None = None
+    callback_mode: CallbackMode = CallbackMode.AGENT_FIRST
+
+    @model_validator(mode="after")
+    def _customer_first_caller_id(self) -> ServiceModel:
+        # The customer is called before anyone is on the line: the number
+        # they see must be the center's, not whatever the trunk defaults to.
+        if self.callback_mode is CallbackMode.CUSTOMER_FIRST and self.caller_id is None:
+            raise ValueError("a customer-first service needs caller_id (the number the"
+                             " called-back customer sees)")
+        return self
 
 
 # An agent id is the extension `cti-connect` is entered with (its `_X.`
@@ -234,6 +258,11 @@ class Center:
     supervisors: Mapping[str, Person] = field(default_factory=dict)
     # service -> the service its calls are escalated to (level 2)
     escalations: Mapping[str, str] = field(default_factory=dict)
+    # services whose callbacks are not agent-first (the default)
+    callback_modes: Mapping[str, CallbackMode] = field(default_factory=dict)
+
+    def callback_mode(self, service: str) -> CallbackMode:
+        return self.callback_modes.get(service, CallbackMode.AGENT_FIRST)
 
     def service_for(self, requested: str | None, did: str | None) -> str:
         """The service of a new call: the one the IVR or dialplan named if
@@ -314,4 +343,6 @@ def _build(model: CenterModel) -> Center:
         supervisors={s.id: Person(s.id, s.name, s.device) for s in model.supervisors},
         escalations={name: spec.escalation for name, spec in model.services.items()
                      if spec.escalation is not None},
+        callback_modes={name: spec.callback_mode for name, spec in model.services.items()
+                        if spec.callback_mode is not CallbackMode.AGENT_FIRST},
     )
