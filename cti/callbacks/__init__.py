@@ -31,10 +31,10 @@ class CallbackFeature:
         self.store = CallbackStore(server.store.redis)
         self.service = CallbackService(self.store, settings, server.center,
                                        server.switchboard, clock=server.clock)
-        # Through the server: a link that failed its first start is renewed.
         self.dispatcher = Dispatcher(self.store, settings, server.center, server.switchboard,
-                                     send=lambda action: server.link.send(action),  # noqa: PLW0108
-                                     dialplan=server.settings.dialplan, clock=server.clock)
+                                     dialplan=server.settings.dialplan,
+                                     region=server.settings.numbers.default_region,
+                                     clock=server.clock)
         CallbackRoutes(self.service, settings, server.settings.numbers).install(server.web)
         # The wallboard's "callbacks pending", refreshed from the store every
         # few seconds (the board is built synchronously, from memory).

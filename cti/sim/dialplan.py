@@ -159,6 +159,22 @@ CTI_CALLBACK = [
     Step("Hangup"),
 ]
 
+# [cti-callback-customer] of dialplans/cti.conf: the originated customer
+# leg, once answered, dials the agent the server reserved (CTI_AGENT_DEVICE,
+# CTI_RING_TIMEOUT set by the Originate); an agent who does not answer sends
+# the customer to cti-wait, for the server to offer them again.
+CTI_CALLBACK_CUSTOMER = [
+    Step("NoOp", "CTI callback ${CTI_CALLBACK_ID}: ${EXTEN} answered, ringing agent ${CTI_AGENT}"),
+    Step("Set", "CTI_STATE=ringing"),
+    Step("UserEvent", "CTICallbackAnswered,CtiCustomer: ${EXTEN},"
+         "CtiCallback: ${CTI_CALLBACK_ID},CtiAgent: ${CTI_AGENT},CtiService: ${CTI_SERVICE}"),
+    Step("Dial", "${CTI_AGENT_DEVICE},${CTI_RING_TIMEOUT},t"),
+    Step("Set", "CTI_STATE=waiting"),
+    Step("UserEvent", "CTIRona,CtiAgent: ${CTI_AGENT},CtiDialStatus: ${DIALSTATUS},"
+         "CtiCallback: ${CTI_CALLBACK_ID}"),
+    Step("Goto", "cti-wait,s,1"),
+]
+
 
 def _ivr_inbound(agi_url: str) -> dict[str, list[Step]]:
     return {
@@ -309,6 +325,7 @@ class Dialplan:
             "cti-wait": _static({"s": CTI_WAIT}),
             "cti-connect": _static({"_X.": CTI_CONNECT}),
             "cti-callback": _static({"_0X.": CTI_CALLBACK, "_+X.": CTI_CALLBACK}),
+            "cti-callback-customer": _static({"_+X.": CTI_CALLBACK_CUSTOMER}),
             "cti-spy": _static({"s": CTI_SPY}),
             "queue-inbound": _queue_inbound,
             "ivr-inbound": _static(_ivr_inbound(agi_url)),
