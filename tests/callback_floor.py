@@ -69,19 +69,23 @@ class Floor:
         return str(body["status"])
 
 
-def center(agents: list[dict[str, Any]], **service: Any) -> dict[str, Any]:
+def center(agents: list[dict[str, Any]], supervisors: list[dict[str, Any]] | None = None,
+           **service: Any) -> dict[str, Any]:
     return {
         "services": {"support": {"skills": {"support": 1}, "numbers": ["0140000001"],
                                  "wrap_up_seconds": 1, "ring_timeout_seconds": 10,
-                                 **service}},
+                                 **service},
+                     "sales": {"skills": {"sales": 1}, "numbers": ["0140000002"]}},
         "agents": [{"device": f"Local/{a['id']}@sim-agent", "login_at_start": True,
                     "name": a["id"], **a} for a in agents],
+        "supervisors": supervisors or [],
     }
 
 
 @asynccontextmanager
 async def floor(tmp: Path, agents: list[dict[str, Any]], *,
                 env: dict[str, str] | None = None, population: Population | None = None,
+                supervisors: list[dict[str, Any]] | None = None,
                 **service: Any) -> AsyncIterator[Floor]:
     """`population`: the sim's phones (default: the recordings')."""
     with redis_server(tmp) as redis_url:
@@ -96,7 +100,7 @@ async def floor(tmp: Path, agents: list[dict[str, Any]], *,
             "CTI_CALLBACKS_RETRY_BACKOFF_SECONDS": "1,1",
             **(env or {})})
         store = await open_store(redis_url)
-        server = Server(settings, center_from(center(agents, **service)), store)
+        server = Server(settings, center_from(center(agents, supervisors, **service)), store)
         await server.start()
         http = aiohttp.ClientSession()
         try:

@@ -1,6 +1,7 @@
 """Click-to-callback from web pages: the public API, admission, durable
-storage in Redis, the dispatcher that routes due callbacks to agents, and
-the embeddable widget. `install(server)` wires it into a running server."""
+storage in Redis, the dispatcher that routes due callbacks to agents, the
+supervisors' list of callbacks and their attempts, and the embeddable
+widget. `install(server)` wires it into a running server."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from cti.callbacks.models import Callback, CallbackRequest, Outcome, Status
 from cti.callbacks.service import CallbackService
 from cti.callbacks.sites import check_site_key, site_key
 from cti.callbacks.store import CallbackStore
+from cti.callbacks.supervision import SupervisorCallbackRoutes
 
 if TYPE_CHECKING:
     from cti.app import Server
@@ -36,6 +38,8 @@ class CallbackFeature:
                                      region=server.settings.numbers.default_region,
                                      clock=server.clock)
         CallbackRoutes(self.service, settings, server.settings.numbers).install(server.web)
+        SupervisorCallbackRoutes(self.store, frozenset(server.center.policy.services),
+                                 server.sessions, server.clock).install(server.web)
         # The wallboard's "callbacks pending", refreshed from the store every
         # few seconds (the board is built synchronously, from memory).
         self.pending: dict[str, int] = {}
