@@ -18,10 +18,12 @@ from typing import Any
 import pytest
 
 from cti.callbacks.store import CallbackStore
+from cti.calls.model import CallRecord, Direction
+from cti.calls.model import Outcome as CallOutcome
 from cti.pbx.actions import AmiAction
 from cti.routing import AgentState
 from cti.sim.population import RECORDED_AGENTS, RECORDED_CUSTOMERS, Phone, Population
-from cti.switchboard import AgentChanged
+from cti.switchboard import AgentChanged, CallFinished
 from tests.ami_client import AmiClient
 from tests.callback_floor import Floor, eventually, floor
 
@@ -107,6 +109,9 @@ async def test_the_customer_is_dialled_first_and_connected_to_the_reserved_agent
     async with floor(tmp_path, BOB, env=TRUNK, **CUSTOMER_FIRST) as f, watching(f) as ami:
         sent = originates(f)
         bob = states_of(f, "1001")
+        ended: list[CallRecord] = []
+        f.server.switchboard.listeners.append(
+            lambda e: ended.append(e.event.record) if isinstance(e, CallFinished) else None)
         _, body = await f.post({"number": "06 11 22 33 44"})
         shown = await final(f, body["id"])
         assert shown["outcome"] == "answered" and len(shown["attempts"]) == 1
@@ -133,6 +138,12 @@ async def test_the_customer_is_dialled_first_and_connected_to_the_reserved_agent
         [attempt] = await stored_attempts(f, body["id"])
         assert attempt["mode"] == "customer-first" and attempt["agent"] == "1001"
         assert attempt["requeued"] is False
+        # The call as the tracker recorded it: a callback to that number,
+        # answered by Bob, not an outbound call from the center's number.
+        [record] = ended
+        assert record.call == dict(originate.fields)["ChannelId"]
+        assert (record.direction, record.caller_number) == (Direction.CALLBACK, "+33611223344")
+        assert (record.outcome, record.agent) == (CallOutcome.ANSWERED, "Local/1001@sim-agent")
 
 
 @pytest.mark.parametrize(("number", "outcome", "dial_status"), [
