@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from cti.callbacks.models import Outcome
 from cti.calls.dial_status import originated_leg_status
 from cti.center import CallbackMode, CenterError, center_from, load_center
+from cti.config import ConfigError, load_settings
 from cti.pbx import events as ev
 from cti.pbx.recording import ami_messages
 from cti.pbx.translate import Translator
@@ -117,3 +118,18 @@ def test_a_dial_end_says_more_than_the_reason_and_the_cause(
 def test_a_telling_reason_says_more_than_the_cause(reason: int, cause: int | None) -> None:
     assert originated_leg_status("", reason, cause) == originated_leg_status("", reason, None)
     assert originated_leg_status("", reason, cause) != ""
+
+
+@pytest.mark.parametrize("trunk", ["PJSIP/trunk", "PJSIP/{number}@a&PJSIP/b",
+                                   "PJSIP/{number}@trunk,60", "Local/{number}@x{number}",
+                                   "PJSIP/{number}@trunk\nAction: Hangup", "${TRUNK}/{number}"])
+def test_a_trunk_that_could_dial_more_than_the_customer_is_refused(trunk: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, {"CTI_CALLBACKS_TRUNK": trunk})
+    assert [key for key, _ in caught.value.problems] == ["callbacks.trunk"]
+
+
+def test_the_default_trunk_is_the_shipped_pjsip_endpoint() -> None:
+    settings = load_settings(None, {})
+    assert settings.callbacks.trunk == "PJSIP/{number}@trunk"
+    assert settings.dialplan.callback_customer == "cti-callback-customer"
