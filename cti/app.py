@@ -75,7 +75,8 @@ class Server:
         dialplan = settings.dialplan
         self.tracker = Tracker(DialplanContexts(inbound=dialplan.inbound, wait=dialplan.wait,
                                                 connect=dialplan.connect,
-                                                callback=dialplan.callback))
+                                                callback=dialplan.callback,
+                                                callback_customer=dialplan.callback_customer))
         self.link = self._new_link()
         self.customers = CustomerStore(store.redis, region=settings.numbers.default_region)
         # Read ahead for the screen pop (the caller's profile while they are

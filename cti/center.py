@@ -24,6 +24,8 @@ given to an agent who lets a call ring out.
           timezone: Europe/Paris
           weekly: {mon-fri: ["08:00-18:00"], sat: "09:00-12:00"}
           holidays: [2026-12-25]
+        callback_mode: customer-first   # or agent-first (the default)
+        caller_id: "0140000001"    # what a called-back customer sees
     agents:
       - {id: "1001", name: Bob Martin, device: PJSIP/1001, skills: {support: 7}}
     vip_numbers: ["0140000099"]
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -64,6 +67,17 @@ Level = Annotated[int, Field(ge=1, le=10)]
 Seconds = Annotated[float, Field(ge=0, le=86_400)]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
 Number = Annotated[str, Field(pattern=r"^\+?[0-9]{2,20}$")]
+
+
+class CallbackMode(Enum):
+    """Who a callback rings first. Agent-first: the reserved agent's phone,
+    then, once they answered, the customer (`cti-callback`). Customer-first:
+    the customer, then, once they answered, the reserved agent
+    (`cti-callback-customer`): no agent waits on a ringing line. Either
+    way a callback dials only with an agent reserved for it."""
+
+    AGENT_FIRST = "agent-first"
+    CUSTOMER_FIRST = "customer-first"
 
 
 class CenterError(ValueError):
@@ -128,6 +142,16 @@ class ServiceModel(_Model):
     # promised only inside them: ASAP while open, slots that start open.
     # None: always open.
     hours: Schedule | None = None
+    callback_mode: CallbackMode = CallbackMode.AGENT_FIRST
+
+    @model_validator(mode="after")
+    def _customer_first_caller_id(self) -> ServiceModel:
+        # The customer is called before anyone is on the line: the number
+        # they see must be the center's, not whatever the trunk defaults to.
+        if self.callback_mode is CallbackMode.CUSTOMER_FIRST and self.caller_id is None:
+            raise ValueError("a customer-first service needs caller_id (the number the"
+                             " called-back customer sees)")
+        return self
 
 
 # An agent id is the extension `cti-connect` is entered with (its `_X.`
@@ -250,6 +274,11 @@ class Center:
     # How long a caller transferred to a named agent waits for that agent
     # (busy, wrapping up) before going back to the queue of their service.
     transfer_wait_seconds: float = 60.0
+    # services whose callbacks are not agent-first (the default)
+    callback_modes: Mapping[str, CallbackMode] = field(default_factory=dict)
+
+    def callback_mode(self, service: str) -> CallbackMode:
+        return self.callback_modes.get(service, CallbackMode.AGENT_FIRST)
 
     def service_for(self, requested: str | None, did: str | None) -> str:
         """The service of a new call: the one the IVR or dialplan named if
@@ -333,4 +362,6 @@ def _build(model: CenterModel) -> Center:
         hours={name: spec.hours for name, spec in model.services.items()
                if spec.hours is not None},
         transfer_wait_seconds=model.transfer_wait_seconds,
+        callback_modes={name: spec.callback_mode for name, spec in model.services.items()
+                        if spec.callback_mode is not CallbackMode.AGENT_FIRST},
     )

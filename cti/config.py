@@ -41,6 +41,9 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from cti.pbx.commands import dial_string
+from cti.pbx.errors import InvalidCommand
+
 ENV_PREFIX = "CTI_"
 
 
@@ -74,6 +77,18 @@ def _region(value: str) -> str:
     value = value.strip().upper()
     if value not in phonenumbers.SUPPORTED_REGIONS:
         raise ValueError("must be a region code phonenumbers knows (FR, BE, GB...)")
+    return value
+
+
+def _trunk(value: str) -> str:
+    # Checked with a sample number as the Originate will be: the template
+    # itself must not carry what a dial string may not (a second target).
+    if value.count("{number}") != 1:
+        raise ValueError("must contain {number} exactly once (PJSIP/{number}@trunk)")
+    try:
+        dial_string("trunk", value.replace("{number}", "+33100000000"))
+    except InvalidCommand as exc:
+        raise ValueError(exc.reason) from None
     return value
 
 
@@ -188,6 +203,7 @@ class DialplanSettings(_Section):
     wait: Context = "cti-wait"
     connect: Context = "cti-connect"
     callback: Context = "cti-callback"
+    callback_customer: Context = "cti-callback-customer"
     outbound: Context = "cti-outbound"
     spy: Context = "cti-spy"
 
@@ -221,6 +237,12 @@ class CallbacksSettings(_Section):
     site_secret: SecretStr | None = None
     poll_seconds: Annotated[float, Field(gt=0, le=60)] = 0.5
     lease_seconds: Annotated[float, Field(ge=1, le=3600)] = 30.0
+    # How long a callback rings the customer before it counts as no answer.
+    customer_ring_seconds: Annotated[float, Field(ge=5, le=120)] = 30.0
+    # How the server dials a customer-first callback: a dial string with
+    # `{number}` once, filled with the E.164 number (the shipped pjsip.conf
+    # has an endpoint `trunk`).
+    trunk: Annotated[str, AfterValidator(_trunk)] = "PJSIP/{number}@trunk"
 
 
 class CenterSettings(_Section):

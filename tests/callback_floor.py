@@ -18,6 +18,7 @@ from cti.app import Server
 from cti.center import center_from
 from cti.config import load_settings
 from cti.pbx.link import LinkState
+from cti.sim.population import Population
 from cti.sim.server import start_sim
 from cti.store.connection import open_store
 from tests.servers import free_port, redis_server
@@ -35,11 +36,12 @@ async def eventually(predicate: Callable[[], bool], within: float = 15.0) -> Non
 
 class Floor:
     def __init__(self, server: Server, http: aiohttp.ClientSession, redis: aioredis.Redis,
-                 base: str) -> None:
+                 base: str, sim_port: int = 0) -> None:
         self.server = server
         self.http = http
         self.redis = redis
         self.base = base
+        self.sim_port = sim_port
 
     async def post(self, body: Any, *, origin: str | None = ORIGIN,
                    headers: dict[str, str] | None = None) -> tuple[int, Any]:
@@ -68,22 +70,28 @@ class Floor:
         return str(body["status"])
 
 
-def center(agents: list[dict[str, Any]], **service: Any) -> dict[str, Any]:
+def center(agents: list[dict[str, Any]], supervisors: list[dict[str, Any]] | None = None,
+           **service: Any) -> dict[str, Any]:
     return {
         "services": {"support": {"skills": {"support": 1}, "numbers": ["0140000001"],
                                  "wrap_up_seconds": 1, "ring_timeout_seconds": 10,
-                                 **service}},
+                                 **service},
+                     "sales": {"skills": {"sales": 1}, "numbers": ["0140000002"]}},
         "agents": [{"device": f"Local/{a['id']}@sim-agent", "login_at_start": True,
                     "name": a["id"], **a} for a in agents],
+        "supervisors": supervisors or [],
     }
 
 
 @asynccontextmanager
 async def floor(tmp: Path, agents: list[dict[str, Any]], *,
-                env: dict[str, str] | None = None,
+                env: dict[str, str] | None = None, population: Population | None = None,
+                supervisors: list[dict[str, Any]] | None = None,
                 clock: Callable[[], float] = time.time, **service: Any) -> AsyncIterator[Floor]:
+    """`population`: the sim's phones (default: the recordings')."""
     with redis_server(tmp) as redis_url:
-        sim = await start_sim(port=0, secret="s3cret")
+        sim = await (start_sim(port=0, secret="s3cret") if population is None
+                     else start_sim(port=0, secret="s3cret", population=population))
         port = free_port()
         settings = load_settings(None, {
             "CTI_AMI_PORT": str(sim.port), "CTI_AMI_SECRET": "s3cret",
@@ -93,12 +101,13 @@ async def floor(tmp: Path, agents: list[dict[str, Any]], *,
             "CTI_CALLBACKS_RETRY_BACKOFF_SECONDS": "1,1",
             **(env or {})})
         store = await open_store(redis_url)
-        server = Server(settings, center_from(center(agents, **service)), store, clock=clock)
+        server = Server(settings, center_from(center(agents, supervisors, **service)), store,
+                        clock=clock)
         await server.start()
         http = aiohttp.ClientSession()
         try:
             await eventually(lambda: server.link.state is LinkState.CONNECTED)
-            yield Floor(server, http, store.redis, f"http://127.0.0.1:{port}")
+            yield Floor(server, http, store.redis, f"http://127.0.0.1:{port}", sim.port)
         finally:
             await http.close()
             await server.stop()

@@ -1,8 +1,9 @@
 """Click-to-callback from web pages and by phone: the public API,
 admission, durable storage in Redis, the dispatcher that routes due
-callbacks to agents, the embeddable widget, and the offer a waiting caller
-reaches by pressing 1 (keeping their place). `install(server)` wires it
-into a running server."""
+callbacks to agents (agent-first or customer-first), the supervisors' list
+of callbacks and their attempts, the embeddable widget, and the offer a
+waiting caller reaches by pressing 1 (keeping their place).
+`install(server)` wires it into a running server."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from cti.callbacks.phone import PhoneCallbacks
 from cti.callbacks.service import CallbackService
 from cti.callbacks.sites import check_site_key, site_key
 from cti.callbacks.store import CallbackStore
+from cti.callbacks.supervision import SupervisorCallbackRoutes
 
 if TYPE_CHECKING:
     from cti.app import Server
@@ -34,10 +36,10 @@ class CallbackFeature:
         self.store = CallbackStore(server.store.redis)
         self.service = CallbackService(self.store, settings, server.center,
                                        server.switchboard, clock=server.clock)
-        # Through the server: a link that failed its first start is renewed.
         self.dispatcher = Dispatcher(self.store, settings, server.center, server.switchboard,
-                                     send=lambda action: server.link.send(action),  # noqa: PLW0108
-                                     dialplan=server.settings.dialplan, clock=server.clock)
+                                     dialplan=server.settings.dialplan,
+                                     region=server.settings.numbers.default_region,
+                                     clock=server.clock)
         CallbackRoutes(self.service, settings, server.settings.numbers).install(server.web)
         # By phone: the offer of [cti-wait] over FastAGI, and IVR flows
         # that end with a callback.
@@ -45,6 +47,8 @@ class CallbackFeature:
                                     server.settings.numbers)
         server.agi_routes.update(self.phone.routes())
         server.ivr_outcomes.append(self.phone.on_ivr_outcome)
+        SupervisorCallbackRoutes(self.store, frozenset(server.center.policy.services),
+                                 server.sessions, server.clock).install(server.web)
         # The wallboard's "callbacks pending", refreshed from the store every
         # few seconds (the board is built synchronously, from memory).
         self.pending: dict[str, int] = {}

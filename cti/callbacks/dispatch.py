@@ -2,10 +2,13 @@
 
 Each node claims due callbacks atomically (a lease in Redis, renewed while
 it holds them), submits each to the switchboard as a CALLBACK task with its
-place (`enqueued_at`), and when an agent is reserved, originates the
-agent-first call through `cti-callback`. The switchboard follows the call;
-its result becomes the attempt's outcome, then a retry with backoff or the
-final status. A node that dies loses its leases: another node (or itself
+place (`enqueued_at`), and when an agent is reserved, says which call the
+switchboard places for it, in the service's callback mode: agent-first
+through `cti-callback`, customer-first through `cti-callback-customer`.
+Nothing is dialled without a reserved agent, so the callbacks dialling at
+once never outnumber the free agents who can take them. The switchboard
+follows the call; its result becomes the attempt's outcome, then a retry
+with backoff or the final status. A node that dies loses its leases: another node (or itself
 after a restart) claims them again. An attempt found under way in a lapsed
 lease was cut off: it counts as failed and is retried, never redialled at
 once.
@@ -16,39 +19,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import structlog
 
 from cti.callbacks.models import Attempt, Callback, Outcome, Status
 from cti.callbacks.store import CallbackStore
-from cti.center import Center
+from cti.center import CallbackMode, Center
 from cti.config import CallbacksSettings, DialplanSettings
-from cti.pbx.actions import AmiAction
-from cti.pbx.commands import CallerId, Originate
-from cti.pbx.errors import InvalidCommand, PbxError
+from cti.pbx.commands import CallerId, Originate, dial_string, normalize_number
+from cti.pbx.errors import InvalidCommand
 from cti.routing import Agent, Task, TaskKind
 from cti.routing.errors import RoutingError
-from cti.switchboard import DetachedResult, Switchboard
+from cti.switchboard import DetachedResult, Origination, Switchboard
 
 log = structlog.get_logger(__name__)
 
-Send = Callable[[AmiAction], Awaitable[object]]
 Clock = Callable[[], float]
 _HELD_MAX = 500          # callbacks one node keeps in its router at once
-_CUSTOMER_RING_S = 30    # how long cti-callback rings the customer
 
 
 class Dispatcher:
     def __init__(self, store: CallbackStore, settings: CallbacksSettings, center: Center,
-                 switchboard: Switchboard, *, send: Send, dialplan: DialplanSettings,
+                 switchboard: Switchboard, *, dialplan: DialplanSettings, region: str,
                  clock: Clock) -> None:
         self.store = store
         self.settings = settings
         self.center = center
         self.switchboard = switchboard
-        self._send = send
         self._dialplan = dialplan
+        self._region = region
         self._clock = clock
         self.token = secrets.token_hex(8)   # this node's claims
         self.held: dict[str, Callback] = {}
@@ -145,7 +145,7 @@ class Dispatcher:
 
     # -- the switchboard's side ------------------------------------------------------
 
-    async def _on_offer(self, agent: Agent, task: Task) -> str | None:
+    async def _on_offer(self, agent: Agent, task: Task) -> Origination | None:
         callback_id = task.id.removeprefix("cb-")
         callback = self.held.get(callback_id)
         if callback is None:
@@ -159,18 +159,9 @@ class Dispatcher:
         attempts = [a for a in callback.attempts if a.outcome is not None]
         attempt = len(attempts) + 1
         channel_id = f"cti-cb-{callback_id}-{secrets.token_hex(4)}"
-        service = self.center.policy.services[callback.service]
-        caller = self.center.caller_ids.get(callback.service)
+        mode = self.center.callback_mode(callback.service)
         try:
-            originate = Originate(
-                device=agent.interface, context=self._dialplan.callback,
-                exten=callback.number,
-                caller_id=CallerId(caller) if caller else None,
-                timeout_ms=int(service.ring_timeout_seconds * 1000),
-                variables=(("CTI_CALLBACK_ID", callback_id),
-                           ("CTI_SERVICE", callback.service),
-                           ("CTI_CALLBACK_RING_TIMEOUT", str(_CUSTOMER_RING_S))),
-                channel_id=channel_id)
+            origination = self._origination(callback, agent, mode, channel_id)
         except InvalidCommand as exc:
             log.warning("callback.invalid_number", callback_id=callback_id, field=exc.field,
                         reason=exc.reason)
@@ -178,23 +169,52 @@ class Dispatcher:
             return None
         dialing = callback.model_copy(update={
             "status": Status.DIALING,
-            "attempts": [*attempts, Attempt(at=now, agent=agent.id)]})
+            "attempts": [*attempts, Attempt(at=now, agent=agent.id, mode=mode)]})
         # Written before the Originate: a node that dies from here on leaves
         # an attempt under way, which is never redialled at once.
         if not await self.store.write(dialing, self.token):
             self.held.pop(callback_id, None)
             return None
         self.held[callback_id] = dialing
-        try:
-            await self._send(originate.to_action())
-        except PbxError as exc:
-            log.warning("callback.originate_failed", callback_id=callback_id,
-                        agent_id=agent.id, reason=str(exc))
-            await self._after_attempt(dialing, Outcome.FAILED, now, dial_status="ORIGINATE")
-            return None
         log.info("callback.dialing", callback_id=callback_id, agent_id=agent.id,
-                 attempt=attempt, channel_id=channel_id, number=callback.number)
-        return channel_id
+                 attempt=attempt, channel_id=channel_id, number=callback.number,
+                 mode=mode.value)
+        return origination
+
+    def _origination(self, callback: Callback, agent: Agent, mode: CallbackMode,
+                     channel_id: str) -> Origination:
+        """The call to place, every value checked by `Originate` (raises
+        InvalidCommand naming the field). Agent-first rings the agent's
+        device into cti-callback, which dials the number; customer-first
+        rings the number through the trunk into cti-callback-customer,
+        which dials the agent's device once the customer answered."""
+        service = self.center.policy.services[callback.service]
+        caller = self.center.caller_ids.get(callback.service)
+        caller_id = CallerId(caller) if caller else None
+        customer_ring = round(self.settings.customer_ring_seconds)
+        if mode is CallbackMode.AGENT_FIRST:
+            return Origination(Originate(
+                device=agent.interface, context=self._dialplan.callback,
+                exten=callback.number, caller_id=caller_id,
+                timeout_ms=int(service.ring_timeout_seconds * 1000),
+                variables=(("CTI_CALLBACK_ID", callback.id),
+                           ("CTI_SERVICE", callback.service),
+                           ("CTI_CALLBACK_RING_TIMEOUT", str(customer_ring))),
+                channel_id=channel_id))
+        # The number and the device end up in Dial() arguments of the
+        # dialplan: both are checked as a number and a dial string here,
+        # the variable values again by Originate.
+        number = normalize_number(callback.number, self._region)
+        return Origination(Originate.to_number(
+            number, self._region, self.settings.trunk, self._dialplan.callback_customer,
+            number, caller_id=caller_id, timeout_ms=customer_ring * 1000,
+            variables=(("CTI_CALLBACK_ID", callback.id),
+                       ("CTI_SERVICE", callback.service),
+                       ("CTI_TASK", self.task_id(callback.id)),
+                       ("CTI_AGENT", agent.id),
+                       ("CTI_AGENT_DEVICE", dial_string("CTI_AGENT_DEVICE", agent.interface)),
+                       ("CTI_RING_TIMEOUT", str(round(service.ring_timeout_seconds)))),
+            channel_id=channel_id), customer_first=True)
 
     async def _on_result(self, result: DetachedResult) -> None:
         callback_id = result.task_id.removeprefix("cb-")
@@ -204,19 +224,20 @@ class Dispatcher:
         outcome = Outcome.of_dial_status(result.dial_status) if result.dial_status \
             else Outcome.FAILED
         await self._after_attempt(callback, outcome, result.at,
-                                  dial_status=result.dial_status)
+                                  dial_status=result.dial_status, requeued=result.requeued)
 
     # -- outcomes ------------------------------------------------------------------
 
     async def _after_attempt(self, callback: Callback, outcome: Outcome, now: float, *,
-                             dial_status: str = "") -> None:
+                             dial_status: str = "", requeued: bool = False) -> None:
         attempts = list(callback.attempts)
         if attempts and attempts[-1].outcome is None:
-            attempts[-1] = attempts[-1].model_copy(
-                update={"outcome": outcome, "dial_status": dial_status})
+            attempts[-1] = attempts[-1].model_copy(update={
+                "outcome": outcome, "dial_status": dial_status, "ended_at": now,
+                "requeued": requeued})
         callback = callback.model_copy(update={"attempts": attempts})
         log.info("callback.attempt", callback_id=callback.id, attempt=len(attempts),
-                 outcome=outcome.value, dial_status=dial_status)
+                 outcome=outcome.value, dial_status=dial_status, requeued=requeued)
         if outcome is Outcome.ANSWERED:
             await self._finish(callback, Status.COMPLETED, outcome)
         elif outcome is Outcome.INVALID_NUMBER or len(attempts) >= self.settings.max_attempts:
@@ -233,7 +254,8 @@ class Dispatcher:
 
     async def _finish(self, callback: Callback, status: Status,
                       outcome: Outcome | None) -> None:
-        final = callback.model_copy(update={"status": status, "outcome": outcome})
+        final = callback.model_copy(update={"status": status, "outcome": outcome,
+                                            "finished_at": self._clock()})
         self.held.pop(callback.id, None)
         if await self.store.settle(final, self.token, None):
             log.info("callback.final", callback_id=callback.id, status=status.value,

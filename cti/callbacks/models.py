@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from cti.center import CallbackMode
 from cti.pbx.commands import DIALPLAN_SPECIAL, REFUSED_CATEGORIES, normalize_number
 from cti.pbx.errors import InvalidCommand
 
@@ -56,6 +57,9 @@ _DIAL_OUTCOMES = {
     "ANSWER": Outcome.ANSWERED, "BUSY": Outcome.BUSY, "NOANSWER": Outcome.NO_ANSWER,
     "CANCEL": Outcome.NO_ANSWER, "CONGESTION": Outcome.FAILED, "CHANUNAVAIL": Outcome.FAILED,
     "INVALIDARGS": Outcome.INVALID_NUMBER,
+    # Customer-first: the network said the number does not exist (Q.850
+    # cause 1, 3, 22 or 28, cti/calls/dial_status.py): not worth a retry.
+    "UNALLOCATED": Outcome.INVALID_NUMBER,
 }
 
 
@@ -136,6 +140,18 @@ class Attempt(BaseModel):
     agent: str
     outcome: Outcome | None = None  # None while the call is under way
     dial_status: str = ""
+    mode: CallbackMode = CallbackMode.AGENT_FIRST  # as it was dialled
+    ended_at: float | None = None  # when the outcome was known
+    # Customer-first: the customer answered, the reserved agent did not,
+    # and the customer waited for the next agent as a caller.
+    requeued: bool = False
+
+    def supervisor(self) -> dict[str, Any]:
+        return {"at": iso(self.at), "agent": self.agent, "mode": self.mode.value,
+                "outcome": self.outcome.value if self.outcome else None,
+                "dial_status": self.dial_status or None,
+                "ended_at": iso(self.ended_at) if self.ended_at is not None else None,
+                "requeued": self.requeued}
 
 
 class Callback(BaseModel):
@@ -159,6 +175,21 @@ class Callback(BaseModel):
     status: Status = Status.SCHEDULED
     attempts: list[Attempt] = Field(default_factory=list)
     outcome: Outcome | None = None
+    finished_at: float | None = None  # when it became final
+
+    def supervisor(self) -> dict[str, Any]:
+        """What a supervisor sees: the whole record, every attempt with its
+        agent, times in ISO 8601 UTC."""
+        return {
+            "id": self.id, "status": self.status.value, "service": self.service,
+            "topic": self.topic, "number": self.number, "name": self.name,
+            "language": self.language, "page": self.page, "asap": self.asap,
+            "requested_at": iso(self.requested_at), "due_at": iso(self.due_at),
+            "expected_at": iso(self.expected_at),
+            "outcome": self.outcome.value if self.outcome else None,
+            "finished_at": iso(self.finished_at) if self.finished_at is not None else None,
+            "attempts": [a.supervisor() for a in self.attempts],
+        }
 
     def public(self) -> dict[str, Any]:
         """What the requester sees: no full number, no agent ids."""

@@ -7,12 +7,14 @@ holder can) and cancelling.
 
 Keys (prefix `cti:cb:`): `rec:<id>` JSON record, `due` zset id -> due time,
 `claimed` zset id -> lease end, `owner` hash id -> holder token,
-`number:<e164>` -> the pending id, `cancel:<id>` a cancel request for a
-claimed one, `rate:<kind>:<who>` counters.
+`finished` zset id -> when it became final (kept as long as the records,
+at most `FINISHED_KEPT`), `number:<e164>` -> the pending id, `cancel:<id>`
+a cancel request for a claimed one, `rate:<kind>:<who>` counters.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -20,6 +22,23 @@ import redis.asyncio as aioredis
 from cti.callbacks.models import Callback
 
 FINAL_TTL_S = 30 * 86_400  # a finished record stays visible this long
+FINISHED_KEPT = 10_000     # finished callbacks listed for supervisors, newest
+
+# Where the supervisor view reads, in its order: claimed (waiting for an
+# agent or dialling), due (scheduled or in retry, soonest first), finished
+# (newest first).
+SOURCES = ("claimed", "due", "finished")
+
+# Index a callback that became final at ARGV[1]; forget those whose record
+# expired and the oldest beyond ARGV[3] entries.
+_FINISHED = """
+local function finished(key, id, at, ttl, kept)
+  redis.call('ZADD', key, at, id)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. (tonumber(at) - tonumber(ttl)))
+  local extra = redis.call('ZCARD', key) - tonumber(kept)
+  if extra > 0 then redis.call('ZREMRANGEBYRANK', key, 0, extra - 1) end
+end
+"""
 
 _ACCEPT = """
 local existing = redis.call('GET', KEYS[1])
@@ -69,8 +88,8 @@ redis.call('SET', KEYS[2], ARGV[3])
 return 1
 """
 # Let go of a claim: due again at ARGV[4], or final ('' : the number may
-# ask again, the record expires).
-_SETTLE = """
+# ask again, the record expires, it is indexed as finished at ARGV[6]).
+_SETTLE = _FINISHED + """
 if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
@@ -81,14 +100,16 @@ if ARGV[4] ~= '' then
 else
   redis.call('SET', KEYS[4], ARGV[3], 'EX', ARGV[5])
   if redis.call('GET', KEYS[5]) == ARGV[1] then redis.call('DEL', KEYS[5]) end
+  finished(KEYS[7], ARGV[1], ARGV[6], ARGV[5], ARGV[7])
 end
 return 1
 """
 # 1: cancelled here; 2: claimed, cancel requested from the holder; 0: unknown.
-_CANCEL = """
+_CANCEL = _FINISHED + """
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
   redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
   if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
+  finished(KEYS[6], ARGV[1], ARGV[4], ARGV[3], ARGV[5])
   return 1
 end
 if redis.call('HEXISTS', KEYS[5], ARGV[1]) == 1 then
@@ -140,6 +161,10 @@ class CallbackStore:
     def _owner(self) -> str:
         return f"{self._p}owner"
 
+    @property
+    def _finished(self) -> str:
+        return f"{self._p}finished"
+
     async def accept(self, callback: Callback) -> Accepted:
         answer = await self._accept(
             keys=[self._number(callback.number), self._rec(callback.id), self._due],
@@ -176,20 +201,27 @@ class CallbackStore:
         return bool(done)
 
     async def settle(self, callback: Callback, token: str, next_due: float | None) -> bool:
-        """Give the claim back: due again at `next_due`, or final."""
+        """Give the claim back: due again at `next_due`, or final (listed
+        as finished at its `finished_at`, else its last attempt's end)."""
         done = await self._settle(
             keys=[self._claimed, self._owner, self._due, self._rec(callback.id),
-                  self._number(callback.number), f"{self._p}cancel:{callback.id}"],
+                  self._number(callback.number), f"{self._p}cancel:{callback.id}",
+                  self._finished],
             args=[callback.id, token, callback.model_dump_json(),
-                  "" if next_due is None else next_due, FINAL_TTL_S])
+                  "" if next_due is None else next_due, FINAL_TTL_S,
+                  _finished_at(callback), FINISHED_KEPT])
         return bool(done)
 
     async def cancel(self, cancelled: Callback) -> int:
         """1 cancelled, 2 claimed (its holder will cancel it), 0 neither."""
+        if cancelled.finished_at is None:
+            # The requester's cancel: the service does not stamp it.
+            cancelled = cancelled.model_copy(update={"finished_at": time.time()})
         return int(await self._cancel(
             keys=[self._due, self._rec(cancelled.id), self._number(cancelled.number),
-                  f"{self._p}cancel:{cancelled.id}", self._owner],
-            args=[cancelled.id, cancelled.model_dump_json(), FINAL_TTL_S]))
+                  f"{self._p}cancel:{cancelled.id}", self._owner, self._finished],
+            args=[cancelled.id, cancelled.model_dump_json(), FINAL_TTL_S,
+                  _finished_at(cancelled), FINISHED_KEPT]))
 
     async def cancel_requested(self, ids: list[str]) -> set[str]:
         if not ids:
@@ -220,3 +252,21 @@ class CallbackStore:
             if callback is not None and not callback.status.final:
                 counts[callback.service] = counts.get(callback.service, 0) + 1
         return counts
+
+    async def ids(self, source: str, start: int, count: int) -> list[str]:
+        """A slice of one of `SOURCES` in its order: `count` ids from
+        position `start`."""
+        if source not in SOURCES:
+            raise ValueError(f"no source {source!r}")
+        key = f"{self._p}{source}"
+        stop = start + count - 1
+        raw = (await self._redis.zrevrange(key, start, stop) if source == "finished"
+               else await self._redis.zrange(key, start, stop))
+        return [str(i) for i in raw]
+
+
+def _finished_at(callback: Callback) -> float:
+    if callback.finished_at is not None:
+        return callback.finished_at
+    ends = [a.ended_at for a in callback.attempts if a.ended_at is not None]
+    return max(ends) if ends else callback.requested_at

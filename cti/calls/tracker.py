@@ -40,6 +40,7 @@ class DialplanContexts:
     wait: str = "cti-wait"
     connect: str = "cti-connect"
     callback: str = "cti-callback"
+    callback_customer: str = "cti-callback-customer"
 
 
 _TOMBSTONES = 20_000
@@ -188,6 +189,14 @@ class Tracker:
                 call.agent = interface_of(channel.name)
             return
         if channel.uniqueid != call.customer:
+            return
+        if channel.uniqueid == call.origin and context == contexts.callback_customer \
+                and call.direction is not Direction.CALLBACK:
+            # Customer-first callback: the originated channel is the
+            # customer's, answered; its extension is their E.164 number.
+            call.direction = Direction.CALLBACK
+            call.caller_number = event.channel.exten or None
+            call.caller_name = None
             return
         if context == contexts.inbound and call.did is None:
             call.did = event.channel.exten

@@ -170,6 +170,7 @@ class DialplanStepKind(Enum):
     RING_NO_ANSWER = "CTIRona"                # cti-connect's Dial failed
     CALLBACK_DIALING = "CTICallbackDialing"   # the agent answered; customer dialled
     CALLBACK_RESULT = "CTICallbackResult"     # the customer leg's Dial ended
+    CALLBACK_ANSWERED = "CTICallbackAnswered"  # customer-first: the customer answered
 
 
 @dataclass(frozen=True, slots=True)

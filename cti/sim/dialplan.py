@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import random
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from cti.sim.channels import Channel
 from cti.sim.population import Phone, Pickup, Population
 
+_SCRIPTED_KEPT = 1024  # channels whose scripted steps are remembered
 _VAR = re.compile(r"\$\{([^{}]+)\}")
 _EXPRESSION = re.compile(r"\$\[([^\[\]]*)\]")
 _COMPARISON = re.compile(r'\s*("[^"]*"|[^\s"!=]*)\s*(!=|=)\s*("[^"]*"|[^\s"!=]*)\s*\Z')
@@ -210,6 +212,22 @@ CTI_CALLBACK = [
     Step("Hangup"),
 ]
 
+# [cti-callback-customer] of dialplans/cti.conf: the originated customer
+# leg, once answered, dials the agent the server reserved (CTI_AGENT_DEVICE,
+# CTI_RING_TIMEOUT set by the Originate); an agent who does not answer sends
+# the customer to cti-wait, for the server to offer them again.
+CTI_CALLBACK_CUSTOMER = [
+    Step("NoOp", "CTI callback ${CTI_CALLBACK_ID}: ${EXTEN} answered, ringing agent ${CTI_AGENT}"),
+    Step("Set", "CTI_STATE=ringing"),
+    Step("UserEvent", "CTICallbackAnswered,CtiCustomer: ${EXTEN},"
+         "CtiCallback: ${CTI_CALLBACK_ID},CtiAgent: ${CTI_AGENT},CtiService: ${CTI_SERVICE}"),
+    Step("Dial", "${CTI_AGENT_DEVICE},${CTI_RING_TIMEOUT},t"),
+    Step("Set", "CTI_STATE=waiting"),
+    Step("UserEvent", "CTIRona,CtiAgent: ${CTI_AGENT},CtiDialStatus: ${DIALSTATUS},"
+         "CtiCallback: ${CTI_CALLBACK_ID}"),
+    Step("Goto", "cti-wait,s,1"),
+]
+
 
 def _ivr_inbound(agi_url: str) -> dict[str, list[Step]]:
     return {
@@ -284,25 +302,30 @@ def _phones(phones: dict[str, Phone], rng: random.Random) -> Lookup:
         if phone is None:
             return None
         pickup, talk = phone.outcome(rng)
-        head = Step("NoOp", phone.label)
-        if pickup is Pickup.BUSY:
-            return [head, Step("Busy", "10")]
-        if pickup is Pickup.CONGESTION:
-            return [head, Step("Congestion", "10")]
-        ring = phone.ring_s
-        if pickup is Pickup.NEVER:
-            # rings for ring_s (300 s for Dave, 120 s for 0688888888), then gives up
-            return [head, Step("Ringing"), Step("Wait", _fmt(max(ring, 120))), Step("Hangup")]
-        return [
-            head,
-            Step("Ringing"),
-            Step("Wait", _fmt(ring)),
-            Step("Answer"),
-            Step("Wait", _fmt(talk)),
-            Step("Hangup"),
-        ]
+        return _phone_steps(phone, pickup, talk)
 
     return lookup
+
+
+def _phone_steps(phone: Phone, pickup: Pickup, talk: float) -> list[Step]:
+    head = Step("NoOp", phone.label)
+    if pickup is Pickup.BUSY:
+        return [head, Step("Busy", "10")]
+    if pickup is Pickup.CONGESTION:
+        return [head, Step("Congestion", "10")]
+    ring = phone.ring_s
+    if pickup is Pickup.NEVER:
+        # rings for ring_s (300 s for Dave, 120 s for 0688888888), then gives up
+        return [head, Step("Ringing"), Step("Wait", _fmt(max(ring, 120))), Step("Hangup")]
+    return [
+        head,
+        Step("Ringing"),
+        Step("Wait", _fmt(ring)),
+        Step("Answer"),
+        Step("Wait", _fmt(talk)),
+        Step("Hangup"),
+    ]
+
 
 # [queue-inbound] (`exten => _[a-z].`): app_queue entry of recordings 04, 05;
 # Originate Variable CTI_VIP=1 gives the caller QUEUE_PRIO=10.
@@ -347,6 +370,7 @@ class Dialplan:
         inbound_agi: bool = False,
     ) -> None:
         self.agent_interface = agent_interface
+        self._rng = rng
         inbound = _cti_inbound_agi(agi_url) if inbound_agi else CTI_INBOUND
         # The server dials callback customers in E.164 (cti.conf matches
         # `_+X.`): each national French number answers in its +33 form too.
@@ -366,11 +390,21 @@ class Dialplan:
                 "cti-wait-offer": _static({"s": _cti_wait_offer(agi_url)}),
                 "cti-wait-timeout": _static({"s": CTI_WAIT_TIMEOUT_CONTEXT}),
             }
+        # Phones with a script play it one call at a time: their outcome is
+        # drawn once per channel (the PBX looks the steps up at every
+        # priority), the n-th call of the number taking the n-th entry.
+        self._scripted = {
+            "sim-agent": {n: p for n, p in population.agents.items() if p.script},
+            "sim-customer": {n: p for n, p in customers.items() if p.script},
+        }
+        self._script_calls: dict[str, int] = {}
+        self._script_steps: OrderedDict[str, list[Step]] = OrderedDict()
         self._contexts: dict[str, Lookup] = {
             "cti-inbound": _static({"_X.": inbound}),
             **waiting,
             "cti-connect": _static({"_X.": CTI_CONNECT}),
             "cti-callback": _static({"_0X.": CTI_CALLBACK, "_+X.": CTI_CALLBACK}),
+            "cti-callback-customer": _static({"_+X.": CTI_CALLBACK_CUSTOMER}),
             "cti-spy": _static({"s": CTI_SPY}),
             "queue-inbound": _queue_inbound,
             "ivr-inbound": _static(_ivr_inbound(agi_url)),
@@ -379,9 +413,27 @@ class Dialplan:
             "sim-customer": _phones(customers, rng),
         }
 
-    def lookup(self, context: str, exten: str) -> list[Step] | None:
+    def lookup(self, context: str, exten: str, channel: str | None = None) -> list[Step] | None:
+        """The steps of `exten` in `context`; `channel` (its unique id) when
+        a channel runs them, so that a scripted phone's call is drawn once."""
+        scripted = self._scripted.get(context, {}).get(exten)
+        if scripted is not None and channel is not None:
+            return self._scripted_call(scripted, channel)
         lookup = self._contexts.get(context)
         return lookup(exten) if lookup is not None else None
+
+    def _scripted_call(self, phone: Phone, channel: str) -> list[Step]:
+        steps = self._script_steps.get(channel)
+        if steps is None:
+            # +33 forms share the national number's count
+            number = phone.number
+            call = self._script_calls.get(number, 0)
+            self._script_calls[number] = call + 1
+            steps = _phone_steps(phone, *phone.outcome(self._rng, call))
+            self._script_steps[channel] = steps
+            if len(self._script_steps) > _SCRIPTED_KEPT:
+                self._script_steps.popitem(last=False)
+        return steps
 
     def priority(self, context: str, exten: str, label: str) -> int | None:
         """The priority a Goto target names: a number or a step's label."""

@@ -35,10 +35,17 @@ class Phone:
     pickup: Pickup = Pickup.ANSWER
     no_answer_odds: float = 0.0
     busy_odds: float = 0.0
+    # How its first calls go, in order (busy, then answers: a retry that
+    # reaches the customer); after them, `pickup` and the odds.
+    script: tuple[Pickup, ...] = ()
 
-    def outcome(self, rng: random.Random) -> tuple[Pickup, float]:
-        """What happens on this call: how the phone reacts and the talk time
-        (an unanswering phone rings `ring_s`)."""
+    def outcome(self, rng: random.Random, call: int | None = None) -> tuple[Pickup, float]:
+        """What happens on this call (`call`: how many calls the phone had
+        before it, when its script is followed): how the phone reacts and
+        the talk time (an unanswering phone rings `ring_s`)."""
+        if call is not None and call < len(self.script):
+            scripted = self.script[call]
+            return scripted, self.talk_s if scripted is Pickup.ANSWER else 0.0
         if self.pickup is not Pickup.ANSWER:
             return self.pickup, 0.0
         draw = rng.random() if (self.busy_odds or self.no_answer_odds) else 1.0

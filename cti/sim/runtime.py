@@ -121,7 +121,7 @@ class Runtime:
             if chan.goto is not None:
                 chan.context, chan.exten, chan.priority = chan.goto
                 chan.goto = None
-            steps = self.dialplan.lookup(chan.context, chan.exten)
+            steps = self.dialplan.lookup(chan.context, chan.exten, chan.uniqueid)
             if steps is None or not 1 <= chan.priority <= len(steps):
                 break
             step = steps[chan.priority - 1]

@@ -17,7 +17,7 @@ import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
-from cti.auth import AuthError, Session, password_matches
+from cti.auth import Session, password_matches
 from cti.calls.model import interface_of
 from cti.pbx.commands import Originate, SpyMode, channel_name
 from cti.pbx.errors import InvalidCommand, PbxError
@@ -29,6 +29,7 @@ from cti.wallboard.models import (
     SkillsRequest,
     SpyRequest,
 )
+from cti.web.sessions import SessionRefused, session_of
 
 if TYPE_CHECKING:
     from cti.app import Server
@@ -98,17 +99,11 @@ class SupervisorRoutes:
     # -- who -----------------------------------------------------------------------
 
     def _session(self, request: web.Request) -> Session:
-        header = request.headers.get("Authorization", "")
-        token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
-        token = token or request.query.get("token", "")
         try:
-            session = self._server.sessions.check(token, self._server.clock())
-        except AuthError as exc:
-            raise ActionRefused(401, "unauthenticated", "a supervisor session is needed") \
-                from exc
-        if session.role != "supervisor":
-            raise ActionRefused(403, "forbidden", "supervisor role required")
-        return session
+            return session_of(request, self._server.sessions, self._server.clock(),
+                              "supervisor")
+        except SessionRefused as exc:
+            raise ActionRefused(exc.status, exc.code, exc.detail) from exc
 
     async def login(self, request: web.Request) -> web.Response:
         body = LoginRequest.model_validate(await _body(request))

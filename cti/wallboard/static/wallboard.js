@@ -47,6 +47,63 @@ function start() {
   });
   connect();
   setInterval(render, 1000);
+  $("cb-status").addEventListener("change", () => loadCallbacks(false));
+  $("cb-service").addEventListener("change", () => loadCallbacks(false));
+  $("cb-more").addEventListener("click", () => loadCallbacks(true));
+  loadCallbacks(false);
+  setInterval(() => { if (!callbacks.paged) loadCallbacks(false); }, 3000);
+}
+
+// Callbacks and their attempts: GET /api/v1/supervisor/callbacks, polled
+// (they change on the scale of seconds); the first page refreshes itself
+// until "more" is asked for.
+const callbacks = { rows: [], next: null, paged: false };
+
+async function loadCallbacks(more) {
+  const params = new URLSearchParams({ limit: "50" });
+  if ($("cb-status").value) params.set("status", $("cb-status").value);
+  if ($("cb-service").value) params.set("service", $("cb-service").value);
+  if (more && callbacks.next) params.set("cursor", callbacks.next);
+  const response = await fetch("/api/v1/supervisor/callbacks?" + params,
+    { headers: { "Authorization": "Bearer " + token } }).catch(() => null);
+  if (!response || !response.ok) return;
+  const page = await response.json();
+  callbacks.rows = more ? callbacks.rows.concat(page.callbacks) : page.callbacks;
+  callbacks.next = page.next;
+  callbacks.paged = more;
+  renderCallbacks();
+}
+
+const clock = (iso) => (iso ? new Date(iso).toLocaleTimeString() : "—");
+
+function renderCallbacks() {
+  const names = new Map((board ? board.agents : []).map((a) => [a.id, a.name]));
+  const body = $("callbacks").tBodies[0];
+  body.replaceChildren();
+  for (const c of callbacks.rows) {
+    const tr = el("tr");
+    tr.dataset.callback = c.id;
+    const attempts = el("ol", null, "attempts");
+    for (const a of c.attempts) {
+      const item = el("li", `${clock(a.at)} ${(a.outcome || "under way").replace("_", " ")} · `
+        + `${names.get(a.agent) || a.agent} (${a.mode})` + (a.requeued ? " · re-offered" : ""));
+      item.dataset.outcome = a.outcome || "";
+      attempts.append(item);
+    }
+    const last = el("td"); last.append(attempts);
+    const when = c.finished_at ? c.finished_at : c.due_at;
+    tr.append(el("td", (c.name ? c.name + " " : "") + c.number), el("td", c.service),
+      el("td", c.status + (c.outcome ? ` (${c.outcome.replace("_", " ")})` : ""), "cb-status status-" + c.status),
+      el("td", clock(when)), last);
+    body.append(tr);
+  }
+  $("cb-more").hidden = !callbacks.next;
+}
+
+function fillServices() {
+  const select = $("cb-service");
+  if (select.options.length > 1 || !board) return;
+  for (const s of board.services) select.append(el("option", s.name));
 }
 
 function connect() {
@@ -55,7 +112,7 @@ function connect() {
   ws.onopen = () => { $("link").textContent = "online"; };
   ws.onmessage = (m) => {
     const msg = JSON.parse(m.data);
-    if (msg.type === "snapshot") { board = msg.board; }
+    if (msg.type === "snapshot") { board = msg.board; fillServices(); }
     else if (msg.type === "delta" && board) {
       Object.assign(board, msg.changes);
       if (msg.agent_rows) {
