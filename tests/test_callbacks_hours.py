@@ -6,6 +6,7 @@ DST change), and a holiday is skipped."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -78,3 +79,37 @@ async def test_a_holiday_gets_no_slot(tmp_path: Path) -> None:
         status, answer = await f.post({"number": "0611223344",
                                        "when": "2026-05-01T10:00:00+02:00"})
         assert status == 422 and answer["fields"][0]["field"] == "when"
+
+
+async def test_a_callback_due_while_closed_waits_for_the_opening_and_is_not_dialled(
+        tmp_path: Path) -> None:
+    """A retry (or a request made just before closing) that falls due at
+    night is not dialled: the dispatcher moves it to the next opening,
+    keeping its place."""
+    from cti.callbacks import CallbackFeature
+    from cti.callbacks.models import Callback, Status
+
+    saturday = datetime(2026, 3, 28, 12, 30, tzinfo=PARIS)   # just closed
+    fast = {"CTI_CALLBACKS_POLL_SECONDS": "0.2"}
+    async with floor(tmp_path, BOB, env=fast, clock=at(saturday), hours=HOURS) as f:
+        feature = next(x for x in f.server.features if isinstance(x, CallbackFeature))
+        now = f.server.clock()
+        callback = Callback(id="cb0123456789abcdef0123", number="+33611223344",
+                            service="support", requested_at=now - 3600,
+                            due_at=now - 5, expected_at=now - 5, enqueued_at=now - 3600,
+                            status=Status.RETRY)
+        assert (await feature.store.accept(callback)).created
+        monday = datetime(2026, 3, 30, 6, 0, tzinfo=UTC).timestamp()
+
+        async def deferred() -> bool:
+            stored = await feature.store.get(callback.id)
+            return stored is not None and stored.due_at == monday
+
+        async with asyncio.timeout(10):
+            while not await deferred():
+                await asyncio.sleep(0.1)
+        stored = await feature.store.get(callback.id)
+        assert stored is not None and stored.status is Status.RETRY
+        assert stored.enqueued_at == callback.enqueued_at and stored.attempts == []
+        assert f.server.switchboard.decisions == 0            # nobody was offered it
+        assert f.server.switchboard.agents["1001"].state.value == "available"

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import secrets
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import structlog
 
@@ -128,6 +129,17 @@ class Dispatcher:
             self.held[callback.id] = callback
             await self._finish(callback, callback.status, callback.outcome)
             return
+        opens = self._open_at(callback.service, now)
+        if opens > now:
+            # Due while the service is closed (a retry, or a request made
+            # just before closing): nobody is called at night; it waits
+            # for the next opening, its place (enqueue time) kept.
+            later = callback.model_copy(update={"due_at": opens, "expected_at": opens})
+            self.held.pop(callback.id, None)
+            if await self.store.settle(later, self.token, opens):
+                log.info("callback.deferred_closed", callback_id=callback.id,
+                         service=callback.service, until=round(opens))
+            return
         queued = callback.model_copy(update={"status": Status.QUEUED})
         if not await self.store.write(queued, self.token):
             return
@@ -142,6 +154,15 @@ class Dispatcher:
             return
         log.info("callback.queued", callback_id=callback.id, service=callback.service,
                  late_s=round(now - callback.due_at, 1))
+
+    def _open_at(self, service: str, at: float) -> float:
+        """`at`, or the next time `service` opens when it is closed then
+        (`at` for a service without hours, or that never opens again)."""
+        schedule = self.center.hours.get(service)
+        if schedule is None:
+            return at
+        opens = schedule.next_open(datetime.fromtimestamp(at, UTC))
+        return at if opens is None else max(at, opens.timestamp())
 
     # -- the switchboard's side ------------------------------------------------------
 
@@ -245,12 +266,12 @@ class Dispatcher:
         else:
             backoff = self.settings.retry_backoff_seconds
             delay = backoff[min(len(attempts), len(backoff)) - 1] if attempts else backoff[0]
-            retry = callback.model_copy(update={"status": Status.RETRY,
-                                                "due_at": now + delay,
-                                                "expected_at": now + delay})
+            due = self._open_at(callback.service, now + delay)  # never outside hours
+            retry = callback.model_copy(update={"status": Status.RETRY, "due_at": due,
+                                                "expected_at": due})
             self.held.pop(callback.id, None)
-            if await self.store.settle(retry, self.token, now + delay):
-                log.info("callback.retry", callback_id=callback.id, in_s=delay)
+            if await self.store.settle(retry, self.token, due):
+                log.info("callback.retry", callback_id=callback.id, in_s=round(due - now))
 
     async def _finish(self, callback: Callback, status: Status,
                       outcome: Outcome | None) -> None:
