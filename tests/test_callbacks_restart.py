@@ -1,6 +1,6 @@
-"""Callbacks survive a `kill -9` of the server: those pending when it died
-are all dialled by the next server, none twice (a real redis-server, the
-simulated PBX, `cti serve` in its own process)."""
+"""Callbacks survive a `kill -9` of the server: those pending and the one in
+retry when it died are all dialled by the next server, none twice (a real
+redis-server, the simulated PBX, `cti serve` in its own process)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,17 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import redis.asyncio as aioredis
 
+from cti.callbacks.models import Attempt, Callback, Outcome, Status
+from cti.callbacks.store import CallbackStore
 from cti.sim.server import start_sim
 from tests.servers import free_port, redis_server, wait_for_port
 from tests.stack import ROOT, center_file
@@ -34,6 +38,23 @@ def _entries(path: Path, event: str) -> list[dict[str, Any]]:
             if entry.get("event") == event:
                 out.append(entry)
     return out
+
+
+async def _in_retry(redis_url: str, number: str) -> str:
+    """A callback between two attempts, written as the dispatcher leaves it."""
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        now = time.time()
+        callback = Callback(
+            id="retry-0123456789abcdef", number=number, service="support",
+            requested_at=now - 900, due_at=now - 1, expected_at=now - 1,
+            enqueued_at=now - 900, status=Status.RETRY,
+            attempts=[Attempt(at=now - 700, agent="1001", outcome=Outcome.BUSY,
+                              dial_status="BUSY", ended_at=now - 690)])
+        assert (await CallbackStore(client).accept(callback)).created
+        return callback.id
+    finally:
+        await client.aclose()
 
 
 def _serve(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -54,7 +75,8 @@ async def test_pending_callbacks_are_dialled_after_a_kill_9_and_none_twice(
                     "CTI_HTTP_PORT": str(port), "CTI_AGI_PORT": str(free_port()),
                     "CTI_CENTER_FILE": str(center), "CTI_LOG_FORMAT": "json",
                     "CTI_CALLBACKS_ALLOWED_ORIGINS": ORIGIN,
-                    "CTI_CALLBACKS_MAX_ATTEMPTS": "1", "CTI_CALLBACKS_LEASE_SECONDS": "2"})
+                    "CTI_CALLBACKS_MAX_ATTEMPTS": "2", "CTI_CALLBACKS_LEASE_SECONDS": "10",
+                    "CTI_CALLBACKS_RETRY_BACKOFF_SECONDS": "600"})
         first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
         # The first server takes requests but its dispatcher sleeps: they wait.
         first = _serve({**env, "CTI_CALLBACKS_POLL_SECONDS": "60"}, first_log)
@@ -69,21 +91,31 @@ async def test_pending_callbacks_are_dialled_after_a_kill_9_and_none_twice(
                                          headers={"Origin": ORIGIN}) as response:
                         assert response.status == 202, await response.text()
                         ids.append((await response.json())["id"])
+            # One more in retry: its first attempt (busy) is stored and its
+            # backoff is over, as a server leaves it between two attempts.
+            ids.append(await _in_retry(redis_url, "+33688888888"))
             first.send_signal(signal.SIGKILL)
             first.wait(timeout=10)
             assert _entries(first_log, "callback.dialing") == []
             second = _serve(env, second_log)
             for _ in range(120):
-                if len(_entries(second_log, "callback.final")) >= 3:
+                if len(_entries(second_log, "callback.final")) >= 2 and len(
+                        _entries(second_log, "callback.retry")) >= 2:
                     break
                 await asyncio.sleep(0.5)
+            await asyncio.sleep(1.0)  # anything dialled twice would show by now
             finals = {e["callback_id"]: e for e in _entries(second_log, "callback.final")}
-            assert set(finals) == set(ids)
+            retries = {e["callback_id"] for e in _entries(second_log, "callback.retry")}
+            # answered; busy and failed go to retry (second attempt in 600 s);
+            # the one in retry had its last attempt: no answer, final.
+            assert set(finals) == {ids[0], ids[3]} and retries == {ids[1], ids[2]}
             assert finals[ids[0]]["outcome"] == "answered"
-            assert finals[ids[1]]["outcome"] == "busy"
-            assert finals[ids[2]]["outcome"] == "failed"
+            assert finals[ids[3]]["outcome"] == "no_answer"
             dialled = Counter(e["callback_id"] for e in _entries(second_log, "callback.dialing"))
             assert dialled == dict.fromkeys(ids, 1)
+            attempts = {e["callback_id"]: e["attempt"]
+                        for e in _entries(second_log, "callback.attempt")}
+            assert attempts == {ids[0]: 1, ids[1]: 1, ids[2]: 1, ids[3]: 2}
         finally:
             for proc in (first, second):
                 if proc is not None and proc.poll() is None:
