@@ -1,0 +1,46 @@
+"""The routing shell around the pure router (`core.Switchboard`): the
+public face of the package, re-exported for `from cti.switchboard import X`."""
+
+from cti.switchboard.core import (
+    NO_ANSWER_STATUSES,
+    AgentChanged,
+    CallFinished,
+    CallHandedOver,
+    CallHeld,
+    Clock,
+    DetachedResult,
+    Listener,
+    OnOffer,
+    OnResult,
+    Origination,
+    QueueRing,
+    Send,
+    Switchboard,
+    SwitchboardEvent,
+    TaskInfo,
+    TaskOffered,
+    TaskQueued,
+    VipLookup,
+)
+
+__all__ = [
+    "NO_ANSWER_STATUSES",
+    "AgentChanged",
+    "CallFinished",
+    "CallHandedOver",
+    "CallHeld",
+    "Clock",
+    "DetachedResult",
+    "Listener",
+    "OnOffer",
+    "OnResult",
+    "Origination",
+    "QueueRing",
+    "Send",
+    "Switchboard",
+    "SwitchboardEvent",
+    "TaskInfo",
+    "TaskOffered",
+    "TaskQueued",
+    "VipLookup",
+]
