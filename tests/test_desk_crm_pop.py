@@ -8,6 +8,7 @@ one caller costs the CRM one request however many pops they get."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,6 +19,8 @@ import pytest
 
 from cti.desk import DeskFeature
 from cti.desk.crm_pop import CrmPops
+from cti.desk.pop import ivr_key
+from cti.switchboard import TaskQueued
 from tests.crm_peer import CrmPeer
 from tests.desk_kit import VIP_NUMBER, DeskClient, Rig, login, rig
 
@@ -135,6 +138,36 @@ async def test_the_crm_is_asked_when_the_call_starts_so_the_first_pop_has_its_an
         await desk.command("ready")
         pop = (await desk.of_type("pop"))["pop"]
         assert pop["crm_status"] == "found" and pop["crm"]["name"] == "A. Dupont (CRM)"
+        assert len(crm.seen) == 1
+        await desk.close()
+
+
+async def test_a_pop_from_memory_updated_from_redis_keeps_what_the_crm_filled_in(
+        tmp_path: Path) -> None:
+    async with crm_rig(tmp_path, [("1005", "Frank")]) as (r, crm), \
+            aiohttp.ClientSession() as http:
+        queued: list[str] = []
+        r.server.switchboard.listeners.append(
+            lambda event: queued.append(event.call) if isinstance(event, TaskQueued) else None)
+        desk = await DeskClient.open(http, r.base, await login(http, r.base, "1005"))
+        await desk.of_type("snapshot")
+        await r.call(VIP_NUMBER, name="Alice")
+        client = crm_of(r).client
+        async with asyncio.timeout(5):
+            while client.requests.total() < 1 or not queued:  # profile and CRM answer read
+                await asyncio.sleep(0.02)
+        # Another node ran this caller's IVR: only Redis has its outcome, so
+        # the pop sent from memory is followed by one read from Redis.
+        await r.server.store.redis.set(ivr_key(queued[0]), json.dumps(
+            {"flow": "main", "choices": ["2"], "customer_id": "c-vip", "verified": True}))
+        await desk.command("ready")
+        first = (await desk.of_type("pop"))["pop"]
+        assert first["crm_status"] == "found" and first["ivr"] is None
+        updated = (await desk.of_type("pop_update"))["pop"]
+        assert updated["ivr"]["flow"] == "main" and updated["identified_by"] == "ivr"
+        assert updated["crm_status"] == "found" and updated["crm"] == first["crm"]
+        assert customer_of(updated) == customer_of(first) == {
+            **DIRECTORY, "notes": "Prefers email", "segment": {"churn_risk": "low"}}
         assert len(crm.seen) == 1
         await desk.close()
 

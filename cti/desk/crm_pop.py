@@ -20,8 +20,8 @@ from collections.abc import Callable
 import structlog
 
 from cti.customers.models import Customer
-from cti.desk.crm import CrmClient, CrmResult
-from cti.desk.protocol import PopView
+from cti.desk.crm import CrmClient, CrmQuery, CrmResult
+from cti.desk.protocol import CrmStatus, CrmView, PopView
 
 log = structlog.get_logger(__name__)
 
@@ -29,17 +29,27 @@ log = structlog.get_logger(__name__)
 def with_crm(pop: PopView, result: CrmResult) -> PopView:
     """`pop` with the CRM's answer merged in (see the module's precedence)."""
     record = result.record
-    if record is None:
-        return pop.model_copy(update={"crm": None, "crm_status": result.status})
+    return _merged(pop, None if record is None else record.view(), result.status)
+
+
+def with_crm_of(pop: PopView, shown: PopView) -> PopView:
+    """`pop`, built again from the directory, with the CRM's part of the
+    pop `shown` for the same call (its block, its status and what it
+    filled in the customer): Redis never holds the CRM's answer."""
+    return _merged(pop, shown.crm, shown.crm_status)
+
+
+def _merged(pop: PopView, crm: CrmView | None, status: CrmStatus) -> PopView:
+    if crm is None:
+        return pop.model_copy(update={"crm": None, "crm_status": status})
     customer = pop.customer
     if customer is not None:
         customer = customer.model_copy(update={
-            "account": customer.account or record.account,
-            "notes": customer.notes or record.notes,
-            "segment": {**record.segment, **customer.segment},
+            "account": customer.account or crm.account,
+            "notes": customer.notes or crm.notes,
+            "segment": {**crm.segment, **customer.segment},
         })
-    return pop.model_copy(update={"customer": customer, "crm": record.view(),
-                                  "crm_status": "found"})
+    return pop.model_copy(update={"customer": customer, "crm": crm, "crm_status": "found"})
 
 
 class CrmPops:
@@ -61,9 +71,7 @@ class CrmPops:
     def answered_now(self, pop: PopView) -> PopView | None:
         """`pop` with the CRM's answer when it needs no wait (cached, or
         nothing to ask), else None: then `first_pop` waits its budget."""
-        customer = pop.customer
-        query = self.client.query(pop.caller_number,
-                                  None if customer is None else customer.account)
+        query = self._query(pop)
         if query is None:
             pop = pop.model_copy(update={"crm_status": "not_found"})
         else:
@@ -77,9 +85,7 @@ class CrmPops:
     async def first_pop(self, pop: PopView) -> tuple[PopView, asyncio.Future[CrmResult] | None]:
         """The pop to send now: with the CRM's answer if it comes within
         the budget, else marked `pending` with the answer to follow."""
-        customer = pop.customer
-        query = self.client.query(pop.caller_number,
-                                  None if customer is None else customer.account)
+        query = self._query(pop)
         if query is None:
             pop = pop.model_copy(update={"crm_status": "not_found"})
         else:
@@ -93,6 +99,13 @@ class CrmPops:
             pop = with_crm(pop, _result(answer))
         self.first_pops[pop.crm_status] += 1
         return pop, None
+
+    def _query(self, pop: PopView) -> CrmQuery | None:
+        """The question for the caller of `pop`: their number and the
+        account of the customer the directory identified."""
+        customer = pop.customer
+        return self.client.query(pop.caller_number,
+                                 None if customer is None else customer.account)
 
     def follow(self, answer: asyncio.Future[CrmResult],
                update: Callable[[CrmResult], bool]) -> None:

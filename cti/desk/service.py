@@ -22,8 +22,7 @@ from cti.center import Center
 from cti.customers.errors import UnknownCustomer
 from cti.customers.models import Contact
 from cti.customers.store import CustomerStore
-from cti.desk.crm import CrmResult
-from cti.desk.crm_pop import CrmPops, with_crm
+from cti.desk.crm_pop import CrmPops, with_crm, with_crm_of
 from cti.desk.hub import Hub
 from cti.desk.pop import Offer, PopBuilder
 from cti.desk.protocol import (
@@ -246,51 +245,46 @@ class DeskService:
         self._send_pop(agent_id, offer)
 
     def _send_pop(self, agent_id: str, offer: Offer) -> None:
-        desk = self._desk(agent_id)
+        """The pop from memory when it holds every part (it leaves now,
+        inside the routing decision; Redis is read after it, for what
+        another process wrote), else built from Redis in a job."""
         pop = self.pops.build_now(offer)
-        if pop is not None and self.crm is not None:
-            pop = self.crm.answered_now(pop)
         if pop is None:
             self._jobs.spawn(self._pop(agent_id, offer), f"pop-{offer.call_id}")
             return
-        # Everything was in memory: the pop leaves now, inside the routing
-        # decision; Redis is read after it for what another process wrote.
-        desk.pop = pop
-        self.hub.publish(agent_id, PopMessage(pop=pop))
-        log.info("desk.pop_sent", agent_id=agent_id, call_id=offer.call_id,
-                 identified_by=pop.identified_by, vip=pop.vip, build_ms=0.0)
+        if self.crm is not None:
+            answered = self.crm.answered_now(pop)
+            if answered is None:
+                # The CRM's answer is on its way: the pop waits its budget
+                # for it, never for Redis.
+                self._jobs.spawn(self._pop(agent_id, offer, pop), f"pop-{offer.call_id}")
+                return
+            pop = answered
+        self._show(agent_id, offer, pop, build_ms=0.0)
         self._jobs.spawn(self._confirm(agent_id, offer), f"pop-check-{offer.call_id}")
 
-    async def _confirm(self, agent_id: str, offer: Offer) -> None:
-        """Read the pop from Redis after it was sent from memory; when it
-        differs (an IVR outcome or notes written by another node, a record
-        changed meanwhile), the desk gets the new one."""
-        pop = await self.pops.build(offer)
-        desk = self._desk(agent_id)
-        if desk.offer is not offer and (desk.last_call is None
-                                        or desk.last_call.call_id != offer.call_id):
-            return  # withdrawn or replaced meanwhile
-        shown = desk.pop
-        if shown is None or shown.call_id != offer.call_id:
-            return
-        # What Redis cannot know stays as shown: the CRM's part, the progress.
-        pop = pop.model_copy(update={"progress": shown.progress, "crm": shown.crm,
-                                     "crm_status": shown.crm_status})
-        if pop == shown:
-            return
-        desk.pop = pop
-        self.hub.publish(agent_id, PopUpdate(pop=pop))
-        log.info("desk.pop_updated", agent_id=agent_id, call_id=offer.call_id)
-
-    async def _pop(self, agent_id: str, offer: Offer) -> None:
+    async def _pop(self, agent_id: str, offer: Offer, from_memory: PopView | None = None,
+                   ) -> None:
         started = self._now()
-        pop = await self.pops.build(offer)
+        pop = from_memory if from_memory is not None else await self.pops.build(offer)
         later = None
         if self.crm is not None:
             pop, later = await self.crm.first_pop(pop)
+        if not self._show(agent_id, offer, pop,
+                          build_ms=round((self._now() - started) * 1000, 1)):
+            return
+        if later is not None and self.crm is not None:
+            self.crm.follow(later, lambda result: self._update_pop(
+                agent_id, offer, lambda shown: with_crm(shown, result)))
+        if from_memory is not None:
+            await self._confirm(agent_id, offer)
+
+    def _show(self, agent_id: str, offer: Offer, pop: PopView, *, build_ms: float) -> bool:
+        """Send the first pop of `offer`; not when the offer was withdrawn
+        or replaced while the pop was built."""
         desk = self._desk(agent_id)
         if desk.offer is not offer:
-            return  # withdrawn or replaced while it was being built
+            return False
         last = desk.last_call
         if last is not None and last.call_id == offer.call_id:
             pop = pop.model_copy(update={"progress": "connected"})
@@ -299,19 +293,33 @@ class DeskService:
         self.hub.publish(agent_id, PopMessage(pop=pop))
         log.info("desk.pop_sent", agent_id=agent_id, call_id=offer.call_id,
                  identified_by=pop.identified_by, vip=pop.vip, crm=pop.crm_status,
-                 build_ms=round((self._now() - started) * 1000, 1))
-        if later is not None and self.crm is not None:
-            self.crm.follow(later, lambda result: self._crm_update(agent_id, offer, result))
+                 build_ms=build_ms)
+        return True
 
-    def _crm_update(self, agent_id: str, offer: Offer, result: CrmResult) -> bool:
-        """The CRM answered after the pop went out: the desk's pop, updated,
-        goes out again whole; not if the offer is over (withdrawn, ended,
-        offered again)."""
+    async def _confirm(self, agent_id: str, offer: Offer) -> None:
+        """Read the pop from Redis after it was sent from memory; when it
+        differs (an IVR outcome or notes written by another node, a record
+        changed meanwhile), the desk gets the new one."""
+        built = await self.pops.build(offer)
+        # What Redis cannot know stays as shown: the CRM's part, the progress.
+        self._update_pop(agent_id, offer, lambda shown: with_crm_of(
+            built.model_copy(update={"progress": shown.progress}), shown))
+
+    def _update_pop(self, agent_id: str, offer: Offer,
+                    change: Callable[[PopView], PopView]) -> bool:
+        """Change the pop on screen for `offer` and send it again whole when
+        that changed it. Only the pop on screen: not after it was withdrawn,
+        the call ended or it was offered again (then False)."""
         desk = self._desk(agent_id)
-        if desk.offer is not offer or desk.pop is None or desk.pop.call_id != offer.call_id:
+        shown = desk.pop
+        if desk.offer is not offer or shown is None or shown.call_id != offer.call_id:
             return False
-        desk.pop = with_crm(desk.pop, result)
-        self.hub.publish(agent_id, PopUpdate(pop=desk.pop))
+        pop = change(shown)
+        if pop != shown:
+            desk.pop = pop
+            self.hub.publish(agent_id, PopUpdate(pop=pop))
+            log.info("desk.pop_updated", agent_id=agent_id, call_id=offer.call_id,
+                     crm=pop.crm_status)
         return True
 
     # -- calls Asterisk's own queues distribute (app_queue) --------------------------
