@@ -379,17 +379,8 @@ class DeskService:
         self.pops.forget(call_id)
         for agent_id, desk in self._desks.items():
             self._withdraw(agent_id, desk, call_id, "caller_gone")  # rang, never answered
-            last = desk.last_call
-            if last is None or last.call_id != call_id or last.ended:
-                continue
-            last.ended = True
-            last.talk_s = (event.event.record.talk_ms or 0) / 1000
-            if desk.offer is not None and desk.offer.call_id == call_id:
-                desk.offer = None
-            if desk.pop is not None and desk.pop.call_id == call_id:
-                desk.pop = desk.pop.model_copy(update={"progress": "ended"})
-            self.hub.publish(agent_id, CallProgress(call_id=call_id, progress="ended"))
-            self._record_if_due(agent_id, desk, final=False)
+            self._part_over(agent_id, desk, call_id,
+                            talk_s=(event.event.record.talk_ms or 0) / 1000)
 
     def _on_held(self, event: CallHeld) -> None:
         desk = self._desks.get(event.agent_id)
@@ -431,14 +422,16 @@ class DeskService:
         log.info("desk.handed_over", agent_id=event.to_agent, call_id=event.call,
                  from_agent=event.from_agent)
 
-    def _part_over(self, agent_id: str, desk: _Desk, call_id: str) -> None:
-        """The agent's part of a call is over while the call goes on with
-        someone else (a transfer): `ended` on their desk, wrap-up."""
+    def _part_over(self, agent_id: str, desk: _Desk, call_id: str, *,
+                   talk_s: float | None = None) -> None:
+        """The agent's part of a call is over (the call ended, or goes on
+        with someone else after a transfer): `ended` on their desk, wrap-up.
+        `talk_s` from the call record when it has it, else counted here."""
         last = desk.last_call
         if last is None or last.call_id != call_id or last.ended:
             return
         last.ended = True
-        last.talk_s = max(0.0, self._now() - last.connected_at)
+        last.talk_s = max(0.0, self._now() - last.connected_at) if talk_s is None else talk_s
         if desk.offer is not None and desk.offer.call_id == call_id:
             desk.offer = None
         if desk.pop is not None and desk.pop.call_id == call_id:
