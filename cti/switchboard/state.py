@@ -1,0 +1,172 @@
+"""The state every part of the switchboard shares and the small moves they
+all make on it: the live agents, the tasks and who is offered each, the
+detached tasks followed and the pins; publishing an agent's change,
+telling the listeners, holding a background job, and the agent's Redis
+reservation. The routing moves every part calls back into (`_run`,
+`_after_agent`, `_arm`, `_undo_offer`) are the core's (`core.Switchboard`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import structlog
+
+from cti.calls.model import Call
+from cti.calls.tracker import DialplanContexts, Tracker
+from cti.center import Center
+from cti.pbx.actions import AmiAction
+from cti.routing import Agent, AgentState, Assignment, RoutingIndex
+from cti.store.reservations import Reservations
+from cti.switchboard.events import (
+    AgentChanged,
+    Listener,
+    OnOffer,
+    OnResult,
+    SwitchboardEvent,
+    TaskInfo,
+)
+
+if TYPE_CHECKING:
+    from cti.switchboard.detached import Follow
+
+log = structlog.get_logger(__name__)
+
+Send = Callable[[AmiAction], Awaitable[object]]
+Clock = Callable[[], float]
+VipLookup = Callable[[str], Awaitable[tuple[str | None, bool]]]
+
+# Dial statuses after which the agent is paused: the phone rang out. BUSY,
+# CHANUNAVAIL, CONGESTION release the agent without a pause.
+NO_ANSWER_STATUSES = frozenset({"NOANSWER", "CANCEL", ""})
+# A reservation outlives the offer by this margin, and an answered call is
+# held this long (extended on each answered call).
+RESERVE_MARGIN_S = 10.0
+CALL_HOLD_S = 4 * 3600.0
+
+class SwitchboardState(ABC):
+    """The switchboard's state, built once by its constructor; the parts
+    (`DetachedTasks`, `CallActions`, the core) are mixins over it."""
+
+    def __init__(self, center: Center, tracker: Tracker, send: Send,
+                 reservations: Reservations, *, clock: Clock,
+                 contexts: DialplanContexts | None = None,
+                 vip_lookup: VipLookup | None = None) -> None:
+        self.center = center
+        self.tracker = tracker
+        self.index = RoutingIndex(center.policy)
+        self.contexts = contexts or tracker.contexts
+        self._send = send
+        self._reservations = reservations
+        self._clock = clock
+        self._vip_lookup = vip_lookup
+        self.agents: dict[str, Agent] = {}
+        self.tasks: dict[str, TaskInfo] = {}      # by task id = call id, while the call lives
+        self.offers: dict[str, str] = {}          # task id -> agent offered / talking
+        self._agent_task: dict[str, str] = {}     # agent id -> task id
+        self._detached: dict[str, tuple[OnOffer, OnResult]] = {}  # task id -> feature
+        self._following: dict[str, Follow] = {}   # originated call id -> its detached task
+        self._dialled: dict[str, str] = {}        # agent-first call id -> customer dial status
+        self._pending_pause: dict[str, str] = {}
+        # agent id -> tasks pinned to them (transfers by name), released
+        # when that agent stops taking calls
+        self._pins: dict[str, set[str]] = {}
+        self._by_device = {device_of(agent.interface): agent.id for agent in center.agents}
+        # call id -> the caller's directory lookup, started when the call
+        # came in so that it is done by the time the caller waits
+        self._lookups: dict[str, asyncio.Task[tuple[str | None, bool]]] = {}
+        self._jobs: set[asyncio.Task[None]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._accepting = True
+        self.listeners: list[Listener] = []
+        self.decisions = 0
+        for agent in center.agents:
+            self._put(agent)
+        self._by_interface = {agent.interface: agent.id for agent in center.agents}
+
+    # -- the core's routing moves, used by every part ---------------------------
+
+    @abstractmethod
+    def _run(self, assignment: Assignment | None, now: float) -> None:
+        """Apply a decision of the index, if any."""
+
+    @abstractmethod
+    def _after_agent(self, agent: Agent, now: float) -> None:
+        """Route for an agent whose state changed."""
+
+    @abstractmethod
+    def _arm(self, now: float) -> None:
+        """Wake at the index's next deadline."""
+
+    @abstractmethod
+    def _undo_offer(self, agent_id: str, task_id: str, *, requeue: bool) -> None:
+        """Take back an offer whose connection failed."""
+
+    # -- bookkeeping -----------------------------------------------------------------
+
+    def _agent(self, agent_id: str) -> Agent:
+        agent = self.agents.get(agent_id)
+        if agent is None:
+            raise KeyError(f"no agent {agent_id!r}")
+        return agent
+
+    def _put(self, agent: Agent) -> None:
+        self.agents[agent.id] = agent
+        self.index.put_agent(agent)
+        self._emit(AgentChanged(agent))
+
+    def _offered_agent(self, call_id: str) -> Agent | None:
+        agent_id = self.offers.get(call_id)
+        return None if agent_id is None else self.agents.get(agent_id)
+
+    def _customer_channel(self, call: Call) -> str | None:
+        uniqueid = call.customer
+        channel = self.tracker.channels.get(uniqueid) if uniqueid else None
+        return None if channel is None else channel.name
+
+    def _emit(self, event: SwitchboardEvent) -> None:
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("switchboard.listener_failed", event=type(event).__name__)
+
+    def _spawn(self, job: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(job)
+        self._jobs.add(task)
+        task.add_done_callback(self._jobs.discard)
+
+    def _end_part(self, agent: Agent, now: float) -> Agent:
+        """The agent's part of a call is over while the call lives on:
+        wrap-up (or the pause they asked for during the call)."""
+        if agent.state is AgentState.ON_CALL:
+            agent = agent.end_call(now)
+            pending = self._pending_pause.pop(agent.id, None)
+            if pending is not None:
+                agent = agent.pause(now, pending)
+            self._put(agent)
+        return agent
+
+    async def _give_back(self, agent_id: str, task_id: str) -> None:
+        try:
+            await self._reservations.give_back(agent_id, task_id)
+        except Exception:
+            log.exception("routing.give_back_failed", call_id=task_id, agent_id=agent_id)
+
+    async def _hold(self, agent_id: str, task_id: str) -> None:
+        with contextlib.suppress(Exception):
+            await self._reservations.extend(agent_id, task_id, CALL_HOLD_S)
+
+
+def device_of(interface: str) -> str:
+    """An agent's device as the tracker names the party on a call
+    (`interface_of` a channel): `Local/1001@ctx/n` dials `Local/1001@ctx`."""
+    if interface.startswith("Local/"):
+        head, _, options = interface.rpartition("/")
+        if head != "Local" and options and set(options) <= set("nbmj"):
+            return head
+    return interface
