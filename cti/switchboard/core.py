@@ -261,12 +261,7 @@ class Switchboard(DetachedTasks, CallActions):
         del self.offers[call_id]
         self._agent_task.pop(holder_id, None)
         self._spawn(self._give_back(holder_id, call_id))
-        holder = self.agents[holder_id]
-        if holder.state in (AgentState.RESERVED, AgentState.RINGING):
-            holder = holder.release(now)  # someone else took the caller
-            self._put(holder)
-        else:
-            holder = self._end_part(holder, now)
+        holder = self._end_part(self.agents[holder_id], now)
         taker = self._take_over(taker_id, info, call_id, now)
         log.info("routing.handed_over", call_id=call_id, from_agent=holder_id,
                  agent_id=None if taker is None else taker.id, party=change.agent)
@@ -431,14 +426,7 @@ class Switchboard(DetachedTasks, CallActions):
             agent = self.agents.get(agent_id)
             if agent is not None:
                 self._spawn(self._give_back(agent_id, call_id))
-                if agent.state is AgentState.ON_CALL:
-                    agent = agent.end_call(now)
-                    pending = self._pending_pause.pop(agent_id, None)
-                    if pending is not None:
-                        agent = agent.pause(now, pending)
-                elif agent.state in (AgentState.RESERVED, AgentState.RINGING):
-                    agent = agent.release(now)  # the caller hung up while it rang
-                self._put(agent)
+                agent = self._end_part(agent, now)
                 self._after_agent(agent, now)
         self._emit(CallFinished(change, info))
 

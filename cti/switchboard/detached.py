@@ -285,11 +285,7 @@ class DetachedTasks(SwitchboardState):
             status = dialled  # None: the agent never answered, nobody was dialled
         agent = self._release_offer(follow)
         if agent is not None and agent.state is AgentState.ON_CALL:
-            agent = agent.end_call(now)
-            pending = self._pending_pause.pop(agent.id, None)
-            if pending is not None:
-                agent = agent.pause(now, pending)
-            self._put(agent)
+            agent = self._end_part(agent, now)
         elif agent is not None and agent.state in (AgentState.RESERVED, AgentState.RINGING):
             # Customer-first, or an Originate that never went out: the agent
             # is free again at once, no wrap-up. Agent-first, their phone

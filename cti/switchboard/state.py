@@ -141,9 +141,14 @@ class SwitchboardState(ABC):
         task.add_done_callback(self._jobs.discard)
 
     def _end_part(self, agent: Agent, now: float) -> Agent:
-        """The agent's part of a call is over while the call lives on:
-        wrap-up (or the pause they asked for during the call)."""
-        if agent.state is AgentState.ON_CALL:
+        """The agent's part of a call is over: a call still offered to them
+        is taken back (the caller hung up or went to someone else while it
+        rang); after talking, wrap-up (or the pause they asked for during
+        the call)."""
+        if agent.state in (AgentState.RESERVED, AgentState.RINGING):
+            agent = agent.release(now)
+            self._put(agent)
+        elif agent.state is AgentState.ON_CALL:
             agent = agent.end_call(now)
             pending = self._pending_pause.pop(agent.id, None)
             if pending is not None:
