@@ -8,6 +8,8 @@ the field."""
 from __future__ import annotations
 
 import asyncio
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +124,22 @@ async def test_pages_are_bounded_and_the_cursor_walks_every_callback_once(
         assert sorted(c["id"] for c in page["callbacks"]) == sorted(ids[:2])
         _, page = await listing(f, token, "?service=sales&status=scheduled")
         assert [c["id"] for c in page["callbacks"]] == [ids[6]]
+
+
+async def test_a_cancelled_callback_is_finished_at_the_servers_time(tmp_path: Path) -> None:
+    # The server's clock, not the wall clock, says when it became final.
+    moment = datetime(2030, 1, 15, 10, 0, tzinfo=UTC)
+    offset = moment.timestamp() - time.time()
+    async with floor(tmp_path, AGENTS, env=SLOW, supervisors=SUPERVISORS,
+                     clock=lambda: time.time() + offset) as f:
+        token = await login(f, "/api/v1/supervisor/login", "sam", PASSWORD)
+        status, body = await f.post({"number": "0611000001", "topic": "support"})
+        assert status == 202, body
+        assert (await f.delete(f"/api/v1/callbacks/{body['id']}"))[0] == 200
+        _, page = await listing(f, token, "?status=cancelled")
+        [shown] = page["callbacks"]
+        finished = datetime.fromisoformat(shown["finished_at"])
+        assert timedelta(0) <= finished - moment < timedelta(minutes=1)
 
 
 BAD_QUERIES = [

@@ -163,7 +163,8 @@ class CallbackService:
         callback = await self.get(callback_id)
         if callback.status.final:
             raise AlreadyFinal(f"the callback is already {callback.status.value}")
-        cancelled = callback.model_copy(update={"status": Status.CANCELLED})
+        cancelled = callback.model_copy(update={"status": Status.CANCELLED,
+                                                "finished_at": self._clock()})
         done = await self.store.cancel(cancelled)
         log.info("callback.cancel", callback_id=callback_id,
                  how={1: "removed", 2: "requested"}.get(done, "unknown"))

@@ -14,7 +14,6 @@ a cancel request for a claimed one, `rate:<kind>:<who>` counters.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -213,10 +212,8 @@ class CallbackStore:
         return bool(done)
 
     async def cancel(self, cancelled: Callback) -> int:
-        """1 cancelled, 2 claimed (its holder will cancel it), 0 neither."""
-        if cancelled.finished_at is None:
-            # The requester's cancel: the service does not stamp it.
-            cancelled = cancelled.model_copy(update={"finished_at": time.time()})
+        """1 cancelled, 2 claimed (its holder will cancel it), 0 neither.
+        Listed as finished at its `finished_at`, stamped by the caller."""
         return int(await self._cancel(
             keys=[self._due, self._rec(cancelled.id), self._number(cancelled.number),
                   f"{self._p}cancel:{cancelled.id}", self._owner, self._finished],
