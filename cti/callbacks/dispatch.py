@@ -20,10 +20,10 @@ import asyncio
 import contextlib
 import secrets
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 import structlog
 
+from cti.callbacks.admission import opening_of
 from cti.callbacks.models import Attempt, Callback, Outcome, Status
 from cti.callbacks.store import CallbackStore
 from cti.center import CallbackMode, Center
@@ -51,6 +51,7 @@ class Dispatcher:
         self._dialplan = dialplan
         self._region = region
         self._clock = clock
+        self._openings = {name: opening_of(schedule) for name, schedule in center.hours.items()}
         self.token = secrets.token_hex(8)   # this node's claims
         self.held: dict[str, Callback] = {}
         self._loop: asyncio.Task[None] | None = None
@@ -158,11 +159,9 @@ class Dispatcher:
     def _open_at(self, service: str, at: float) -> float:
         """`at`, or the next time `service` opens when it is closed then
         (`at` for a service without hours, or that never opens again)."""
-        schedule = self.center.hours.get(service)
-        if schedule is None:
-            return at
-        opens = schedule.next_open(datetime.fromtimestamp(at, UTC))
-        return at if opens is None else max(at, opens.timestamp())
+        opening = self._openings.get(service)
+        opens = None if opening is None else opening(at)
+        return at if opens is None else max(at, opens)
 
     # -- the switchboard's side ------------------------------------------------------
 
