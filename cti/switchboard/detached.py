@@ -32,9 +32,10 @@ log = structlog.get_logger(__name__)
 
 @dataclass(slots=True)
 class Follow:
-    """A detached task's call under way: whose it is, and what is known of
-    the leg it originated (the customer's, customer-first) to tell how it
-    ended (`originated_leg_status`)."""
+    """A detached task's call under way: whose it is, and what is known to
+    tell how the customer's leg ended: customer-first, of the leg it
+    originated (`originated_leg_status`); agent-first, of the leg the
+    agent's call dialled (`dialled`)."""
 
     task_id: str
     agent_id: str
@@ -42,6 +43,9 @@ class Follow:
     dial_end: str = ""         # the originated leg's DialEnd status
     reason: int | None = None  # the reason of a failed OriginateResponse
     cause: int | None = None   # the Q.850 cause of the originated leg's Hangup
+    # Agent-first: the customer leg's DIALSTATUS, "" while it is dialled,
+    # None as long as the agent has not answered (nobody was dialled).
+    dialled: str | None = None
 
 
 class DetachedTasks(SwitchboardState):
@@ -181,7 +185,7 @@ class DetachedTasks(SwitchboardState):
                 follow = None if call is None else self._following.get(call.id)
                 if call is not None and follow is not None \
                         and not follow.origination.customer_first and event.status:
-                    self._dialled[call.id] = event.status.upper()
+                    follow.dialled = event.status.upper()
         elif isinstance(event, ev.ChannelHungUp):
             follow = self._following.get(event.channel.uniqueid)
             if follow is not None:
@@ -201,22 +205,23 @@ class DetachedTasks(SwitchboardState):
                 self._requeue_answered(call, follow, event.dial_status, event.at)
             return
         if kind is ev.DialplanStepKind.CALLBACK_RESULT:
-            self._dialled[call.id] = event.dial_status
+            follow.dialled = event.dial_status
         elif kind is ev.DialplanStepKind.CALLBACK_DIALING:
             agent = self._offered_agent(follow.task_id)
             if agent is not None and agent.id == follow.agent_id \
                     and agent.state in (AgentState.RESERVED, AgentState.RINGING):
                 self._put(agent.answer(event.at))
-                self._dialled.setdefault(call.id, "")
+                if follow.dialled is None:
+                    follow.dialled = ""
                 log.info("routing.answered", task_id=follow.task_id, call_id=call.id,
                          agent_id=agent.id)
                 self._spawn(self._hold(agent.id, follow.task_id))
 
     def _detached_state(self, change: CallStateChanged) -> None:
         follow = self._following[change.call]
-        if change.state is CallState.TALKING and not follow.origination.customer_first:
-            self._dialled[change.call] = "ANSWER"
         if not follow.origination.customer_first:
+            if change.state is CallState.TALKING:
+                follow.dialled = "ANSWER"
             return
         agent = self._offered_agent(follow.task_id)
         if agent is None or agent.id != follow.agent_id:
@@ -275,14 +280,13 @@ class DetachedTasks(SwitchboardState):
         follow = self._following.pop(call_id)
         task_id = follow.task_id
         customer_first = follow.origination.customer_first
-        dialled = self._dialled.pop(call_id, None)
         status: str | None
         if failure is not None:
             status = failure
         elif customer_first:
             status = originated_leg_status(follow.dial_end, follow.reason, follow.cause)
         else:
-            status = dialled  # None: the agent never answered, nobody was dialled
+            status = follow.dialled  # None: the agent never answered, nobody was dialled
         agent = self._release_offer(follow)
         if agent is not None and agent.state is AgentState.ON_CALL:
             agent = self._end_part(agent, now)

@@ -69,7 +69,6 @@ class SwitchboardState(ABC):
         self._agent_task: dict[str, str] = {}     # agent id -> task id
         self._detached: dict[str, tuple[OnOffer, OnResult]] = {}  # task id -> feature
         self._following: dict[str, Follow] = {}   # originated call id -> its detached task
-        self._dialled: dict[str, str] = {}        # agent-first call id -> customer dial status
         self._pending_pause: dict[str, str] = {}
         # agent id -> tasks pinned to them (transfers by name), released
         # when that agent stops taking calls
