@@ -299,14 +299,7 @@ class Switchboard(DetachedTasks, CallActions):
 
     async def _claim(self, agent_id: str, task_id: str) -> None:
         """The Redis reservation of an agent who took a call over."""
-        try:
-            taken = await self._reservations.take(agent_id, task_id, CALL_HOLD_S)
-        except Exception:
-            log.exception("routing.reservation_failed", call_id=task_id, agent_id=agent_id)
-            return
-        if taken is not None:
-            log.warning("routing.agent_held_elsewhere", call_id=task_id, agent_id=agent_id,
-                        holder=taken.holder)
+        await self._take(agent_id, task_id, CALL_HOLD_S)
 
     def _on_queue_ring(self, event: ev.QueueAgentEvent) -> None:
         kind = _QUEUE_RING_KINDS.get(event.kind)
@@ -471,15 +464,7 @@ class Switchboard(DetachedTasks, CallActions):
         service = self.center.policy.services[info.task.service]
         ring = service.ring_timeout_seconds
         task_id = info.task.id
-        try:
-            taken = await self._reservations.take(agent.id, task_id, ring + RESERVE_MARGIN_S)
-        except Exception:
-            log.exception("routing.reservation_failed", call_id=task_id, agent_id=agent.id)
-            self._undo_offer(agent.id, task_id, requeue=True)
-            return
-        if taken is not None:
-            log.warning("routing.agent_held_elsewhere", call_id=task_id, agent_id=agent.id,
-                        holder=taken.holder)
+        if not await self._take(agent.id, task_id, ring + RESERVE_MARGIN_S):
             self._undo_offer(agent.id, task_id, requeue=True)
             return
         variables = (("CTI_AGENT", agent.id), ("CTI_AGENT_DEVICE", agent.interface),

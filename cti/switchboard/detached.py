@@ -107,15 +107,7 @@ class DetachedTasks(SwitchboardState):
     async def _connect_detached(self, agent: Agent, info: TaskInfo) -> None:
         task_id = info.task.id
         ring = self.center.policy.services[info.task.service].ring_timeout_seconds
-        try:
-            taken = await self._reservations.take(agent.id, task_id, ring + RESERVE_MARGIN_S)
-        except Exception:
-            log.exception("routing.reservation_failed", task_id=task_id, agent_id=agent.id)
-            self._undo_offer(agent.id, task_id, requeue=True)
-            return
-        if taken is not None:
-            log.warning("routing.agent_held_elsewhere", task_id=task_id, agent_id=agent.id,
-                        holder=taken.holder)
+        if not await self._take(agent.id, task_id, ring + RESERVE_MARGIN_S, id_field="task_id"):
             self._undo_offer(agent.id, task_id, requeue=True)
             return
         on_offer, _ = self._detached[task_id]

@@ -155,6 +155,22 @@ class SwitchboardState(ABC):
             self._put(agent)
         return agent
 
+    async def _take(self, agent_id: str, task_id: str, ttl: float, *,
+                    id_field: str = "call_id") -> bool:
+        """Reserve the agent for the task in Redis for `ttl` seconds. False,
+        logged with the task's id as `id_field`, when Redis failed or another
+        node holds the agent."""
+        ids = {id_field: task_id, "agent_id": agent_id}
+        try:
+            taken = await self._reservations.take(agent_id, task_id, ttl)
+        except Exception:
+            log.exception("routing.reservation_failed", **ids)
+            return False
+        if taken is not None:
+            log.warning("routing.agent_held_elsewhere", **ids, holder=taken.holder)
+            return False
+        return True
+
     async def _give_back(self, agent_id: str, task_id: str) -> None:
         try:
             await self._reservations.give_back(agent_id, task_id)
