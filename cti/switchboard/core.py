@@ -42,6 +42,7 @@ from cti.routing import (
     Assignment,
     IllegalTransition,
     Task,
+    due_wrapups,
 )
 from cti.switchboard.call_actions import CallActions
 from cti.switchboard.detached import DetachedTasks
@@ -548,14 +549,9 @@ class Switchboard(DetachedTasks, CallActions):
         self._timer = None
         self._timer_at = None
         now = self._clock()
-        for agent in list(self.agents.values()):
-            if agent.state is AgentState.WRAP_UP and agent.task_service is not None:
-                service = self.center.policy.services.get(agent.task_service)
-                end = None if service is None else agent.state_since + service.wrap_up_seconds
-                if end is not None and end <= now:
-                    done = agent.end_wrap_up(end)
-                    self._put(done)
-                    self._run(self.index.assign_for_agent(done.id, now), now)
+        for done in due_wrapups(list(self.agents.values()), self.center.policy.services, now):
+            self._put(done)
+            self._run(self.index.assign_for_agent(done.id, now), now)
         for assignment in self.index.assign_due(now):
             self._offer(assignment, now)
         self._arm(now)
