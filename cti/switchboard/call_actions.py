@@ -29,7 +29,6 @@ from cti.routing import (
     UnknownCall,
     UnknownService,
 )
-from cti.switchboard.events import TaskInfo
 from cti.switchboard.state import SwitchboardState
 
 log = structlog.get_logger(__name__)
@@ -148,12 +147,11 @@ class CallActions(SwitchboardState):
         sticky = None if task.preferred_agent == by_agent else task.preferred_agent
         # A pin that brought the caller to this agent is spent.
         task = retask(replace(task, preferred_agent=sticky, pin=None), now)
-        self.tasks[call_id] = TaskInfo(task, info.vip, info.customer)
+        self.tasks[call_id] = replace(info, task=task)
         if call.state is CallState.WAITING:
             # The caller reached cti-wait during the Redirect: that WAITING
             # change was ignored while the offer stood; requeue now.
-            self.index.put_task(task)
-            self._run(self.index.assign_for_task(call_id, now), now)
+            self._route(task, now)
         self._after_agent(agent, now)
         return task
 
@@ -183,12 +181,11 @@ class CallActions(SwitchboardState):
             if info is None or info.task.pin is None or info.task.pin.agent != agent.id:
                 continue
             task = replace(info.task, pin=None)
-            self.tasks[task_id] = TaskInfo(task, info.vip, info.customer)
+            self.tasks[task_id] = replace(info, task=task)
             log.info("routing.pin_released", call_id=task_id, agent_id=agent.id,
                      state=agent.state.value, reason=agent.pause_reason)
             if self.index.task(task_id) is not None:
-                self.index.put_task(task)
-                self._run(self.index.assign_for_task(task_id, now), now)
+                self._route(task, now)
 
     def _forget_pin(self, call_id: str, task: Task) -> None:
         """The caller of a task pinned to an agent hung up."""

@@ -130,11 +130,10 @@ class Switchboard(DetachedTasks, CallActions):
         changed = replace(task, priority=priority_class)
         info = self.tasks.get(task_id)
         if info is not None:
-            self.tasks[task_id] = TaskInfo(changed, info.vip, info.customer)
+            self.tasks[task_id] = replace(info, task=changed)
         now = self._clock()
-        self.index.put_task(changed)
         log.info("routing.priority_changed", call_id=task_id, priority=priority_class)
-        self._run(self.index.assign_for_task(task_id, now), now)
+        self._route(changed, now)
         self._arm(now)
         return changed
 
@@ -327,8 +326,7 @@ class Switchboard(DetachedTasks, CallActions):
         elif call.id in self.offers:
             return  # the RONA handler requeues it
         now = self._clock()
-        self.index.put_task(info.task)
-        self._run(self.index.assign_for_task(info.task.id, now), now)
+        self._route(info.task, now)
         self._arm(now)
 
     def _look_up_early(self, call_id: str) -> None:
@@ -393,11 +391,8 @@ class Switchboard(DetachedTasks, CallActions):
             log.info("routing.ring_no_answer", call_id=call.id, agent_id=agent_id,
                      dial_status=status or "unknown", paused=agent.state is AgentState.PAUSED)
         self._spawn(self._give_back(agent_id, call.id))
-        info = TaskInfo(info.task.with_no_answer(agent_id, now), info.vip, info.customer)
-        self.tasks[call.id] = info
         # Back in the queue with its original enqueue time: its place is kept.
-        self.index.put_task(info.task)
-        self._run(self.index.assign_for_task(info.task.id, now), now)
+        self._rang_out(info, agent_id, now)
         if agent is not None:
             self._after_agent(agent, now)
         self._arm(now)
@@ -496,10 +491,7 @@ class Switchboard(DetachedTasks, CallActions):
             self._put(agent)
         info = self.tasks.get(task_id)
         if requeue and info is not None:
-            info = TaskInfo(info.task.with_no_answer(agent_id, now), info.vip, info.customer)
-            self.tasks[task_id] = info
-            self.index.put_task(info.task)
-            self._run(self.index.assign_for_task(task_id, now), now)
+            self._rang_out(info, agent_id, now)
         if agent is not None:
             self._after_agent(agent, now)
         self._arm(now)

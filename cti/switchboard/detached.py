@@ -126,8 +126,7 @@ class DetachedTasks(SwitchboardState):
             # nothing was dialled; the task waits again with its place.
             if task_id in self._detached and task_id not in self.offers:
                 now = self._clock()
-                self.index.put_task(info.task)
-                self._run(self.index.assign_for_task(task_id, now), now)
+                self._route(info.task, now)
                 self._arm(now)
             return
         originate = origination.originate
@@ -295,11 +294,7 @@ class DetachedTasks(SwitchboardState):
         if status is None and info is not None:
             # The agent never answered: nobody dialled the customer. The task
             # waits again with its place, as a call after a ring-out does.
-            info = TaskInfo(info.task.with_no_answer(follow.agent_id, now), info.vip,
-                            info.customer)
-            self.tasks[task_id] = info
-            self.index.put_task(info.task)
-            self._run(self.index.assign_for_task(task_id, now), now)
+            self._rang_out(info, follow.agent_id, now)
         else:
             handlers = self._detached.get(task_id)
             self._forget_detached(task_id)
@@ -331,14 +326,13 @@ class DetachedTasks(SwitchboardState):
         self._forget_detached(task_id)
         if info is not None:
             task = replace(info.task, id=call.id).with_no_answer(follow.agent_id, now)
-            moved = TaskInfo(task, info.vip, info.customer)
+            moved = replace(info, task=task)
             self.tasks[call.id] = moved
             self._emit(TaskQueued(moved, call.id))
             log.info("routing.callback_requeued", task_id=task_id, call_id=call.id,
                      service=task.service)
             if call.state is CallState.WAITING:
-                self.index.put_task(task)
-                self._run(self.index.assign_for_task(call.id, now), now)
+                self._route(task, now)
             # else: queued when the customer reaches cti-wait (`_on_waiting`)
         if handlers is not None:
             self._spawn(handlers[1](DetachedResult(task_id, follow.agent_id, call.id, "ANSWER",

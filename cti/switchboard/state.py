@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import structlog
@@ -19,7 +20,7 @@ from cti.calls.model import Call
 from cti.calls.tracker import DialplanContexts, Tracker
 from cti.center import Center
 from cti.pbx.actions import AmiAction
-from cti.routing import Agent, AgentState, Assignment, RoutingIndex
+from cti.routing import Agent, AgentState, Assignment, RoutingIndex, Task
 from cti.store.reservations import Reservations
 from cti.switchboard.events import (
     AgentChanged,
@@ -106,6 +107,20 @@ class SwitchboardState(ABC):
         """Take back an offer whose connection failed."""
 
     # -- bookkeeping -----------------------------------------------------------------
+
+    def _route(self, task: Task, now: float) -> None:
+        """Let the task wait in the index (again: it keeps its enqueue time)
+        and offer it at once if an agent is free for it."""
+        self.index.put_task(task)
+        self._run(self.index.assign_for_task(task.id, now), now)
+
+    def _rang_out(self, info: TaskInfo, agent_id: str, now: float) -> None:
+        """The task waits again with its place after `agent_id` did not take
+        it (a ring-out, or an offer that could not be made): not offered to
+        them again for a while."""
+        task = info.task.with_no_answer(agent_id, now)
+        self.tasks[task.id] = replace(info, task=task)
+        self._route(task, now)
 
     def _agent(self, agent_id: str) -> Agent:
         agent = self.agents.get(agent_id)
