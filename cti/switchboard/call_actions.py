@@ -140,7 +140,6 @@ class CallActions(SwitchboardState):
         # The offer is cleared before the task waits again: from here the
         # caller's WAITING change requeues it (`_on_waiting`).
         del self.offers[call_id]
-        self._agent_task.pop(by_agent, None)
         self._spawn(self._give_back(by_agent, call_id))
         agent = self._end_part(self.agents[by_agent], now)
         task = info.task

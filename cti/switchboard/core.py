@@ -158,11 +158,13 @@ class Switchboard(DetachedTasks, CallActions):
         back to waiting with their place (the task keeps its enqueue time)."""
         if agent.state not in (AgentState.RESERVED, AgentState.RINGING):
             return
-        task_id = self._agent_task.pop(agent.id, None)
+        # A scan: an agent gives an offer back rarely, and an inverse map
+        # would have to be kept in step wherever an offer starts or ends.
+        task_id = next((task for task, holder in self.offers.items() if holder == agent.id),
+                       None)
         if task_id is None:
             return
-        if self.offers.get(task_id) == agent.id:
-            del self.offers[task_id]
+        del self.offers[task_id]
         self._spawn(self._give_back(agent.id, task_id))
         info = self.tasks.get(task_id)
         call = self.tracker.calls.get(task_id)
@@ -259,7 +261,6 @@ class Switchboard(DetachedTasks, CallActions):
             return
         now = change.at
         del self.offers[call_id]
-        self._agent_task.pop(holder_id, None)
         self._spawn(self._give_back(holder_id, call_id))
         holder = self._end_part(self.agents[holder_id], now)
         taker = self._take_over(taker_id, info, call_id, now)
@@ -294,7 +295,6 @@ class Switchboard(DetachedTasks, CallActions):
         reserved = agent.reserve(now, info.task.service)
         self._put(reserved)
         self.offers[call_id] = agent_id
-        self._agent_task[agent_id] = call_id
         return reserved
 
     async def _claim(self, agent_id: str, task_id: str) -> None:
@@ -379,7 +379,6 @@ class Switchboard(DetachedTasks, CallActions):
         info = self.tasks.get(call.id)
         if agent_id is None or info is None:
             return
-        self._agent_task.pop(agent_id, None)
         status = event.dial_status
         now = event.at
         agent = self.agents.get(agent_id)
@@ -411,7 +410,6 @@ class Switchboard(DetachedTasks, CallActions):
         agent_id = self.offers.pop(call_id, None)
         now = change.at
         if agent_id is not None:
-            self._agent_task.pop(agent_id, None)
             agent = self.agents.get(agent_id)
             if agent is not None:
                 self._spawn(self._give_back(agent_id, call_id))
@@ -446,7 +444,6 @@ class Switchboard(DetachedTasks, CallActions):
         self.agents[agent.id] = reserved
         self.index.put_agent(reserved)
         self.offers[call.id] = agent.id
-        self._agent_task[agent.id] = call.id
         # The offer first: the agent's pop is the first thing on the wire.
         self._emit(TaskOffered(assignment, info, call.id))
         self._emit(AgentChanged(reserved))
@@ -483,7 +480,6 @@ class Switchboard(DetachedTasks, CallActions):
         now = self._clock()
         if self.offers.get(task_id) == agent_id:
             del self.offers[task_id]
-            self._agent_task.pop(agent_id, None)
         agent = self.agents.get(agent_id)
         if agent is not None and agent.state in (AgentState.RESERVED, AgentState.RINGING):
             # Not offered again for this task for a while (as a ring-out).

@@ -96,7 +96,6 @@ class DetachedTasks(SwitchboardState):
         reserved = agent.reserve(now, info.task.service)
         self._put(reserved)
         self.offers[task_id] = agent.id
-        self._agent_task[agent.id] = task_id
         log.info("routing.assigned", task_id=task_id, kind=info.task.kind.value,
                  agent_id=agent.id, rule=assignment.rule,
                  waited_s=round(assignment.waited_seconds, 1),
@@ -261,7 +260,6 @@ class DetachedTasks(SwitchboardState):
         if self.offers.get(follow.task_id) != follow.agent_id:
             return None
         del self.offers[follow.task_id]
-        self._agent_task.pop(follow.agent_id, None)
         self._spawn(self._give_back(follow.agent_id, follow.task_id))
         return self.agents.get(follow.agent_id)
 

@@ -67,7 +67,6 @@ class SwitchboardState(ABC):
         self.agents: dict[str, Agent] = {}
         self.tasks: dict[str, TaskInfo] = {}      # by task id = call id, while the call lives
         self.offers: dict[str, str] = {}          # task id -> agent offered / talking
-        self._agent_task: dict[str, str] = {}     # agent id -> task id
         self._detached: dict[str, tuple[OnOffer, OnResult]] = {}  # task id -> feature
         self._following: dict[str, Follow] = {}   # originated call id -> its detached task
         self._pending_pause: dict[str, str] = {}
