@@ -438,12 +438,7 @@ class Switchboard(DetachedTasks, CallActions):
         if channel is None:
             self.index.remove_task(assignment.task_id)
             return
-        self.decisions += 1
-        self.index.remove_task(info.task.id)
-        reserved = agent.reserve(now, info.task.service)
-        self.agents[agent.id] = reserved
-        self.index.put_agent(reserved)
-        self.offers[call.id] = agent.id
+        reserved = self._reserve_for(agent, info.task, now)
         # The offer first: the agent's pop is the first thing on the wire.
         self._emit(TaskOffered(assignment, info, call.id))
         self._emit(AgentChanged(reserved))

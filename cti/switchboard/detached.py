@@ -17,6 +17,7 @@ from cti.pbx import events as ev
 from cti.pbx.errors import PbxError
 from cti.routing import Agent, AgentState, Assignment, Task
 from cti.switchboard.events import (
+    AgentChanged,
     DetachedResult,
     OnOffer,
     OnResult,
@@ -91,11 +92,8 @@ class DetachedTasks(SwitchboardState):
         if info is None or agent is None:
             self.index.remove_task(task_id)
             return
-        self.decisions += 1
-        self.index.remove_task(task_id)
-        reserved = agent.reserve(now, info.task.service)
-        self._put(reserved)
-        self.offers[task_id] = agent.id
+        reserved = self._reserve_for(agent, info.task, now)
+        self._emit(AgentChanged(reserved))
         log.info("routing.assigned", task_id=task_id, kind=info.task.kind.value,
                  agent_id=agent.id, rule=assignment.rule,
                  waited_s=round(assignment.waited_seconds, 1),

@@ -107,6 +107,18 @@ class SwitchboardState(ABC):
 
     # -- bookkeeping -----------------------------------------------------------------
 
+    def _reserve_for(self, agent: Agent, task: Task, now: float) -> Agent:
+        """Apply a decision at once: the task leaves the index and the agent
+        is reserved for it. The caller publishes the change, in the order
+        its listeners need it."""
+        self.decisions += 1
+        self.index.remove_task(task.id)
+        reserved = agent.reserve(now, task.service)
+        self.agents[reserved.id] = reserved
+        self.index.put_agent(reserved)
+        self.offers[task.id] = reserved.id
+        return reserved
+
     def _route(self, task: Task, now: float) -> None:
         """Let the task wait in the index (again: it keeps its enqueue time)
         and offer it at once if an agent is free for it."""
