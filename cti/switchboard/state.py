@@ -1,9 +1,10 @@
-"""The state every part of the switchboard shares and the small moves they
-all make on it: the live agents, the tasks and who is offered each, the
-detached tasks followed and the pins; publishing an agent's change,
-telling the listeners, holding a background job, and the agent's Redis
-reservation. The routing moves every part calls back into (`_run`,
-`_after_agent`, `_arm`, `_undo_offer`) are the core's (`core.Switchboard`)."""
+"""The state every part of the switchboard shares and the moves they all
+make on it: the live agents, the tasks and who is offered each, the
+detached tasks followed and the pins; reserving an agent for a task,
+letting a task wait again, ending an agent's part of a call, publishing a
+change, holding a background job, the agent's Redis reservation. The
+routing moves every part calls back into (`_run`, `_after_agent`, `_arm`,
+`_undo_offer`) are the core's (`core.Switchboard`)."""
 
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ NO_ANSWER_STATUSES = frozenset({"NOANSWER", "CANCEL", ""})
 # held this long (extended on each answered call).
 RESERVE_MARGIN_S = 10.0
 CALL_HOLD_S = 4 * 3600.0
+
 
 class SwitchboardState(ABC):
     """The switchboard's state, built once by its constructor; the parts
