@@ -47,12 +47,24 @@ class CallerProfiles:
         self._ttl = ttl_s
         self._by_phone: OrderedDict[str, _Entry] = OrderedDict()
         self._by_id: OrderedDict[str, _Entry] = OrderedDict()
+        self._keys: dict[str, str | None] = {}  # caller id as given -> E.164
 
     # -- reads from the directory (IO) ----------------------------------------------
 
+    def _key(self, number: str) -> str | None:
+        """`number` as the directory indexes it (E.164), remembered: the
+        pop asks again for the same caller id, and parsing is not cheap."""
+        try:
+            return self._keys[number]
+        except KeyError:
+            key = self._keys[number] = caller_e164(number, self._store.region)
+            if len(self._keys) > self._size:
+                del self._keys[next(iter(self._keys))]
+            return key
+
     async def by_phone(self, number: str) -> Profile | None:
         """The profile of the owner of `number`, read now and kept."""
-        key = caller_e164(number, self._store.region)
+        key = self._key(number)
         if key is None:
             return None
         profile = self._kept(await self._store.with_history(None, phone=key,
@@ -76,7 +88,7 @@ class CallerProfiles:
 
     def known_phone(self, number: str) -> tuple[bool, Profile | None]:
         """(known, profile): whether `number` was read recently, and whose."""
-        key = caller_e164(number, self._store.region)
+        key = self._key(number)
         if key is None:
             return True, None  # not a number anyone can own
         return self._peek(self._by_phone, key)
