@@ -108,15 +108,15 @@ def _plain_text(value: str, *, multiline: bool = False) -> str:
     return value
 
 
-def _line(value: str) -> str:
+def plain_line(value: str) -> str:
     return _plain_text(value)
 
 
-def _text(value: str) -> str:
+def plain_text(value: str) -> str:
     return _plain_text(value, multiline=True)
 
 
-def _blank_is_none(value: object) -> object:
+def blank_is_none(value: object) -> object:
     return None if isinstance(value, str) and not value.strip() else value
 
 
@@ -128,7 +128,7 @@ def _distinct(values: list[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
 
-def _segment_value(value: object) -> str | int | float:
+def segment_value(value: object) -> str | int | float:
     # One check with one message, rather than a union that reports a
     # failure per member.
     if isinstance(value, int) and not isinstance(value, bool):
@@ -136,7 +136,7 @@ def _segment_value(value: object) -> str | int | float:
     if isinstance(value, float) and math.isfinite(value):
         return value
     if isinstance(value, str) and len(value) <= MAX_SEGMENT_TEXT:
-        return _line(value)
+        return plain_line(value)
     raise ValueError(f"must be text ({MAX_SEGMENT_TEXT} characters at most), an integer"
                      " or a finite number")
 
@@ -144,12 +144,12 @@ def _segment_value(value: object) -> str | int | float:
 CustomerId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Phone = Annotated[str, AfterValidator(_phone)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_NAME),
-                 AfterValidator(_line)]
+                 AfterValidator(plain_line)]
 Account = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[0-9]{4,20}$")]
 PinHash = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}\$[0-9a-f]{64}$")]
 Token = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
 SegmentKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
-SegmentValue = Annotated[str | int | float, PlainValidator(_segment_value)]
+SegmentValue = Annotated[str | int | float, PlainValidator(segment_value)]
 
 
 class Customer(BaseModel):
@@ -168,14 +168,14 @@ class Customer(BaseModel):
     name: Name
     phones: Annotated[list[Phone], Field(max_length=MAX_PHONES), AfterValidator(_distinct)] = (
         Field(default_factory=list))
-    account: Annotated[Account | None, BeforeValidator(_blank_is_none)] = None
+    account: Annotated[Account | None, BeforeValidator(blank_is_none)] = None
     tier: Annotated[Literal["vip", "standard"], BeforeValidator(_lower)] = "standard"
     segment: Annotated[dict[SegmentKey, SegmentValue], Field(max_length=MAX_SEGMENT_KEYS)] = (
         Field(default_factory=dict))
-    notes: Annotated[str, StringConstraints(max_length=MAX_NOTES), AfterValidator(_text)] = ""
+    notes: Annotated[str, StringConstraints(max_length=MAX_NOTES), AfterValidator(plain_text)] = ""
     balance: Annotated[Decimal | None, Field(max_digits=14, decimal_places=2)] = None
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = "EUR"
-    pin_hash: Annotated[PinHash | None, BeforeValidator(_blank_is_none)] = None
+    pin_hash: Annotated[PinHash | None, BeforeValidator(blank_is_none)] = None
 
     @property
     def vip(self) -> bool:
@@ -197,14 +197,14 @@ class Contact(BaseModel):
     channel: Literal["voice", "callback", "web", "email"]
     direction: Literal["inbound", "outbound"]
     service: Token
-    agent_id: Annotated[Token | None, BeforeValidator(_blank_is_none)] = None
+    agent_id: Annotated[Token | None, BeforeValidator(blank_is_none)] = None
     agent_name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=MAX_NAME),
-                          AfterValidator(_line)] = ""
+                          AfterValidator(plain_line)] = ""
     duration_s: Annotated[float, Field(ge=0, le=86_400, allow_inf_nan=False)] = 0.0
     outcome: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z_]{0,31}$")] = "handled"
-    disposition: Annotated[str, StringConstraints(max_length=80), AfterValidator(_line)] = ""
+    disposition: Annotated[str, StringConstraints(max_length=80), AfterValidator(plain_line)] = ""
     notes: Annotated[str, StringConstraints(max_length=MAX_CONTACT_NOTES),
-                     AfterValidator(_text)] = ""
+                     AfterValidator(plain_text)] = ""
 
     @field_validator("agent_name")
     @classmethod

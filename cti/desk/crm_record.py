@@ -6,8 +6,6 @@ the wrong shape refuses the whole answer, with the field named.
 
 from __future__ import annotations
 
-import math
-import unicodedata
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -23,35 +21,11 @@ from pydantic import (
     ValidationError,
 )
 
+from cti.customers.models import blank_is_none, plain_line, plain_text, segment_value
 from cti.desk.protocol import CrmContactView, CrmView
 
 MAX_RECENT = 10
 MAX_SEGMENT_KEYS = 32
-
-# Control and format characters (zero-width, bidi overrides), separators,
-# surrogates, private use, unassigned: refused in anything shown to agents.
-_REFUSED = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
-
-
-def _printable(value: str, *, multiline: bool) -> str:
-    allowed = {"\n", "\t"} if multiline else set()
-    for char in value:
-        if char not in allowed and unicodedata.category(char) in _REFUSED:
-            raise ValueError(f"control or invisible character U+{ord(char):04X}")
-    return value
-
-
-def _line(value: str) -> str:
-    return _printable(value, multiline=False)
-
-
-def _text(value: str) -> str:
-    return _printable(value, multiline=True)
-
-
-def _blank_is_none(value: object) -> object:
-    return None if value is None or (isinstance(value, str) and not value.strip()) else value
-
 
 def _link(value: str) -> str:
     # It becomes an <a href> on the agent's page: http(s) only, so no
@@ -59,28 +33,18 @@ def _link(value: str) -> str:
     url = urlsplit(value)
     if url.scheme not in ("http", "https") or not url.netloc:
         raise ValueError("must be an http:// or https:// URL")
-    return _line(value)
-
-
-def _segment_value(value: object) -> str | int | float:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, float) and math.isfinite(value):
-        return value
-    if isinstance(value, str) and len(value) <= 200:
-        return _line(value)
-    raise ValueError("must be text (200 characters at most), an integer or a finite number")
+    return plain_line(value)
 
 
 def _utc(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-Line = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_line)]
+Line = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(plain_line)]
 Account = Annotated[str, StringConstraints(strip_whitespace=True,
                                            pattern=r"^[A-Za-z0-9_./-]{1,40}$")]
 SegmentKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,31}$")]
-SegmentValue = Annotated[str | int | float, PlainValidator(_segment_value)]
+SegmentValue = Annotated[str | int | float, PlainValidator(segment_value)]
 
 
 class CrmContact(BaseModel):
@@ -92,7 +56,7 @@ class CrmContact(BaseModel):
     at: Annotated[datetime, AfterValidator(_utc)]
     channel: Annotated[Line, Field(max_length=20)] = ""
     summary: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500),
-                       AfterValidator(_text)] = ""
+                       AfterValidator(plain_text)] = ""
     agent: Annotated[Line, Field(max_length=120)] = ""
 
 
@@ -101,13 +65,13 @@ class CrmRecord(BaseModel):
 
     name: Annotated[Line, Field(max_length=120)] = ""
     tier: Annotated[Line, Field(max_length=32)] = ""
-    account: Annotated[Account | None, BeforeValidator(_blank_is_none)] = None
+    account: Annotated[Account | None, BeforeValidator(blank_is_none)] = None
     notes: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000),
-                     AfterValidator(_text)] = ""
+                     AfterValidator(plain_text)] = ""
     segment: Annotated[dict[SegmentKey, SegmentValue], Field(max_length=MAX_SEGMENT_KEYS)] = (
         Field(default_factory=dict))
     link: Annotated[Annotated[str, StringConstraints(max_length=500), AfterValidator(_link)]
-                    | None, BeforeValidator(_blank_is_none)] = None
+                    | None, BeforeValidator(blank_is_none)] = None
     recent_contacts: Annotated[list[CrmContact], Field(max_length=MAX_RECENT)] = (
         Field(default_factory=list))
 
