@@ -137,7 +137,14 @@ class _Connection:
     def _write_now(self, text: str) -> None:
         """Run `send_str` up to its first wait: a frame written to the
         transport needs none. One that must wait (flow control) finishes
-        in a task, and the sender waits for it before the next message."""
+        in a task, and the sender waits for it before the next message.
+
+        This is what Python 3.12's eager tasks do (`eager_start=True`),
+        by hand because 3.11 is supported: the coroutine is stepped with
+        `send(None)` until it yields a future, and `_finish` waits for that
+        future and steps it on, as `asyncio.Task` does. It relies only on
+        the coroutine protocol, not on aiohttp's internals; aiohttp's
+        writer awaits nothing while the transport takes the frame."""
         coro = self.ws.send_str(text)
         try:
             waiting = coro.send(None)
