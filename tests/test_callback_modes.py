@@ -14,10 +14,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cti.callbacks.models import Outcome
-from cti.calls.dial_status import originated_leg_status
 from cti.center import CallbackMode, CenterError, center_from, load_center
 from cti.config import ConfigError, load_settings
 from cti.pbx import events as ev
+from cti.pbx.dial_status import originated_leg_status
 from cti.pbx.recording import ami_messages
 from cti.pbx.translate import Translator
 

@@ -58,7 +58,7 @@ _DIAL_OUTCOMES = {
     "CANCEL": Outcome.NO_ANSWER, "CONGESTION": Outcome.FAILED, "CHANUNAVAIL": Outcome.FAILED,
     "INVALIDARGS": Outcome.INVALID_NUMBER,
     # Customer-first: the network said the number does not exist (Q.850
-    # cause 1, 3, 22 or 28, cti/calls/dial_status.py): not worth a retry.
+    # cause 1, 3, 22 or 28, cti/pbx/dial_status.py): not worth a retry.
     "UNALLOCATED": Outcome.INVALID_NUMBER,
 }
 

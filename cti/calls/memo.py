@@ -24,6 +24,9 @@ class _Memo:
 
 
 class CallMemo:
+    """Per call: the IVR outcome and the agents' notes this process wrote,
+    as the JSON texts Redis holds; the oldest calls forgotten first."""
+
     def __init__(self, *, size: int = SIZE) -> None:
         self._size = size
         self._calls: OrderedDict[str, _Memo] = OrderedDict()

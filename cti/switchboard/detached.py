@@ -11,9 +11,9 @@ from dataclasses import dataclass, replace
 
 import structlog
 
-from cti.calls.dial_status import originated_leg_status
 from cti.calls.model import Call, CallEnded, CallState, CallStateChanged
 from cti.pbx import events as ev
+from cti.pbx.dial_status import originated_leg_status
 from cti.pbx.errors import PbxError
 from cti.routing import Agent, AgentState, Assignment, Task
 from cti.switchboard.events import (

@@ -1,5 +1,6 @@
 """How a leg the server originated ended, in Asterisk's DIALSTATUS words,
-from whichever evidence Asterisk gives for it. Pure.
+from whichever evidence Asterisk gives for it. Pure; in cti/pbx because
+the reason codes and Q.850 causes are Asterisk's, like its field names.
 
 An originated leg has no Dial application behind it, so no DIALSTATUS:
 its `DialEnd` (no caller) says BUSY or CONGESTION; a ring-out has no
