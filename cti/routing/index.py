@@ -247,12 +247,12 @@ class RoutingIndex:
         best: tuple[TaskRank, Task, tuple[Tier, ...]] | None = None
         for _, task_id in queue.entries:
             task = self._tasks[task_id]
-            tiers = self._tiers_of(key, task, now)
             pinned = pinned_agent(task, now)
-            if pinned is not None:
-                if pinned != agent.id:
-                    continue
-            elif tier_of(agent, tiers) is None or not self._may_take(task, agent.id, tiers, now):
+            if pinned is not None and pinned != agent.id:
+                continue  # the cheap test first: most pinned tasks are someone else's
+            tiers = self._tiers_of(key, task, now)
+            if pinned is None and (tier_of(agent, tiers) is None
+                                   or not self._may_take(task, agent.id, tiers, now)):
                 continue
             rank = task_rank(task, now, self._policy)
             if best is None or rank < best[0]:
