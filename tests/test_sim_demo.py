@@ -388,8 +388,15 @@ async def run_floor(agents: int, calls_per_hour: float, speed: float,
             await asyncio.sleep(0.01)
             worst = max(worst, loop.time() - before - 0.01)
             router.step()
-        assert not sim.runtime.failures
         callers = sim.callers
+        # The callers who arrived in the last instant reach the dialplan
+        # within half a second (a pause of the test process, a garbage
+        # collection, must not count them as lost).
+        grace = loop.time() + 0.5
+        while loop.time() < grace and router.queued < callers:
+            await asyncio.sleep(0.01)
+            router.step()
+        assert not sim.runtime.failures
     return router, worst, callers
 
 

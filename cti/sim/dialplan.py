@@ -416,7 +416,8 @@ class Dialplan:
     def lookup(self, context: str, exten: str, channel: str | None = None) -> list[Step] | None:
         """The steps of `exten` in `context`; `channel` (its unique id) when
         a channel runs them, so that a scripted phone's call is drawn once."""
-        scripted = self._scripted.get(context, {}).get(exten)
+        phones = self._scripted.get(context)
+        scripted = None if phones is None else phones.get(exten)
         if scripted is not None and channel is not None:
             return self._scripted_call(scripted, channel)
         lookup = self._contexts.get(context)

@@ -107,7 +107,8 @@ class Runtime:
     def expand(self, chan: Channel, data: str) -> str:
         globals_ = self.switch.globals
         extra = self.dialplan.expressions(chan, globals_)
-        extra["EPOCH"] = str(self.epoch())
+        if "EPOCH" in data:  # the clocks are read for the steps that use it
+            extra["EPOCH"] = str(self.epoch())
         return substitute(data, chan, globals_, extra)
 
     def start_pbx(self, chan: Channel) -> None:
