@@ -7,11 +7,6 @@ wrap-up lands in the customer's history."""
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,23 +16,12 @@ import redis.asyncio as aioredis
 from cti.auth import hash_password
 from cti.customers.models import Contact
 from cti.customers.store import CustomerStore
+from tests.browser_kit import chromium, import_customers, needs_chromium, new_page, sign_in
 from tests.desk_kit import PASSWORD, VIP_NUMBER
-from tests.stack import ROOT, center_file, stack
+from tests.stack import center_file, stack
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.browser, pytest.mark.integration]
 
-CHROMIUM = "/usr/bin/chromium"
-
-
-def import_customers(redis_url: str, tmp: Path, rows: list[dict[str, object]]) -> None:
-    """`cti customers import` of JSON lines, as an operator loads them."""
-    data = tmp / "customers.jsonl"
-    data.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CTI_")}
-    env.update({"PYTHONPATH": ROOT, "CTI_REDIS_URL": redis_url})
-    done = subprocess.run([sys.executable, "-m", "cti", "customers", "import", str(data)],
-                          env=env, capture_output=True, text=True, timeout=60, check=False)
-    assert done.returncode == 0, done.stdout + done.stderr
 
 
 async def desk_stack_customers(redis_url: str, tmp: Path) -> CustomerStore:
@@ -67,45 +51,36 @@ def desk_center(tmp: Path, agents: list[tuple[str, str]]) -> Path:
         **{"support-l2": {"skills": {"level2": 1}, "wrap_up_seconds": 30}})
 
 
-@pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="Debian's chromium is not installed")
+@needs_chromium
 async def test_agent_signs_in_goes_ready_and_sees_the_vip_pop_while_it_rings(
         tmp_path: Path) -> None:
     playwright_api = pytest.importorskip("playwright.async_api")
     async with stack(tmp_path, desk_center(tmp_path, [("1007", "Heidi")])) as s, \
-            playwright_api.async_playwright() as pw:
+            chromium() as browser:
         customers = await desk_stack_customers(s.redis_url, tmp_path)
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                           args=["--no-sandbox"])
-        try:
-            page = await browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            await page.goto(f"http://127.0.0.1:{s.http_port}/agent")
-            await page.fill("#username", "1007")
-            await page.fill("#password", PASSWORD)
-            await page.click("#login-form button[type=submit]")
-            expect = playwright_api.expect
-            await expect(page.locator("#link")).to_have_text("online")
-            await expect(page.locator("#state")).to_have_text("logged out")
-            await page.click("#ready")
-            await expect(page.locator("#state")).to_have_text("available")
+        errors: list[str] = []
+        page = await new_page(browser, errors)
+        expect = playwright_api.expect
+        await sign_in(page, expect, f"http://127.0.0.1:{s.http_port}/agent", "1007",
+                      PASSWORD)
+        await expect(page.locator("#state")).to_have_text("logged out")
+        await page.click("#ready")
+        await expect(page.locator("#state")).to_have_text("available")
 
-            await s.call(number=VIP_NUMBER, name="Alice")
-            await expect(page.locator("#pop-name")).to_have_text("Alice Dupont", timeout=15_000)
-            await expect(page.locator("#vip-badge")).to_be_visible()
-            await expect(page.locator("#history tbody tr").first).to_contain_text("Carol")
-            # Shown while the simulated phone still rings (Heidi answers after 2 s).
-            assert await page.locator("#progress").text_content() == "ringing"
-            await expect(page.locator("#progress")).to_have_text("connected", timeout=10_000)
-            await expect(page.locator("#disposition-form")).to_be_visible()
-            await expect(page.locator("#progress")).to_have_text("ended", timeout=15_000)
-            await page.select_option("#disposition", "follow-up")
-            await page.fill("#notes", "call back Monday")
-            await page.click("#disposition-form button[type=submit]")
-            await expect(page.locator("#disposition-saved")).to_have_text("Saved.")
-            assert errors == []
-        finally:
-            await browser.close()
+        await s.call(number=VIP_NUMBER, name="Alice")
+        await expect(page.locator("#pop-name")).to_have_text("Alice Dupont", timeout=15_000)
+        await expect(page.locator("#vip-badge")).to_be_visible()
+        await expect(page.locator("#history tbody tr").first).to_contain_text("Carol")
+        # Shown while the simulated phone still rings (Heidi answers after 2 s).
+        assert await page.locator("#progress").text_content() == "ringing"
+        await expect(page.locator("#progress")).to_have_text("connected", timeout=10_000)
+        await expect(page.locator("#disposition-form")).to_be_visible()
+        await expect(page.locator("#progress")).to_have_text("ended", timeout=15_000)
+        await page.select_option("#disposition", "follow-up")
+        await page.fill("#notes", "call back Monday")
+        await page.click("#disposition-form button[type=submit]")
+        await expect(page.locator("#disposition-saved")).to_have_text("Saved.")
+        assert errors == []
         history = await customers.history("c-vip")
         assert history[0].disposition == "follow-up"
         assert (history[0].agent_id, history[0].notes) == ("1007", "call back Monday")

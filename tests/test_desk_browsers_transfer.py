@@ -8,46 +8,27 @@ with Grace's notes, and he hangs up from it."""
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cti.auth import hash_password
-from tests.stack import ROOT, center_file, stack
+from tests.browser_kit import chromium, import_customers, needs_chromium, new_page, sign_in
+from tests.stack import center_file, stack
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.browser, pytest.mark.integration]
 
-CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "correct horse"
 VIP_NUMBER = "+33612345678"
 
 
-def import_customers(tmp: Path, redis_url: str) -> None:
-    data = tmp / "customers.csv"
-    data.write_text("id,name,phones,tier,account\n"
-                    f"c-vip,Alice Dupont,{VIP_NUMBER},vip,123456\n", encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CTI_")}
-    env.update({"PYTHONPATH": ROOT, "CTI_REDIS_URL": redis_url})
-    done = subprocess.run([sys.executable, "-m", "cti", "customers", "import", str(data)],
-                          env=env, capture_output=True, text=True, timeout=30, check=False)
-    assert done.returncode == 0, done.stderr
-
-
-async def sign_in(page: Any, expect: Any, base: str, agent_id: str) -> None:
-    await page.goto(f"{base}/agent")
-    await page.fill("#username", agent_id)
-    await page.fill("#password", PASSWORD)
-    await page.click("#login-form button[type=submit]")
-    await expect(page.locator("#link")).to_have_text("online")
+async def sign_in_agent(page: Any, expect: Any, base: str, agent_id: str) -> None:
+    await sign_in(page, expect, f"{base}/agent", agent_id, PASSWORD)
     await expect(page.locator("#state")).to_have_text("logged out")
 
 
-@pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="Debian's chromium is not installed")
+@needs_chromium
 async def test_a_transfer_to_a_colleague_shows_the_first_agents_notes_on_the_second_desk(
         tmp_path: Path) -> None:
     playwright_api = pytest.importorskip("playwright.async_api")
@@ -60,51 +41,47 @@ async def test_a_transfer_to_a_colleague_shows_the_first_agents_notes_on_the_sec
         {"id": "1005", "name": "Frank", "skills": {"support": 5}, "login_at_start": False,
          "password_hash": hashed},
     ])
-    async with stack(tmp_path, center) as s, playwright_api.async_playwright() as pw:
-        await asyncio.to_thread(import_customers, tmp_path, s.redis_url)
+    async with stack(tmp_path, center) as s, chromium() as browser:
+        await asyncio.to_thread(import_customers, s.redis_url, tmp_path, [
+            {"id": "c-vip", "name": "Alice Dupont", "phones": [VIP_NUMBER], "tier": "vip",
+             "account": "123456"}])
         base = f"http://127.0.0.1:{s.http_port}"
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                           args=["--no-sandbox"])
-        try:
-            errors: list[str] = []
-            grace, frank = [await (await browser.new_context()).new_page() for _ in range(2)]
-            for page in (grace, frank):
-                page.on("pageerror", lambda exc: errors.append(str(exc)))
-            await sign_in(grace, expect, base, "1006")
-            await sign_in(frank, expect, base, "1005")
-            await grace.click("#ready")
-            await expect(grace.locator("#state")).to_have_text("available")
+        errors: list[str] = []
+        grace, frank = [await new_page(await browser.new_context(), errors)
+                        for _ in range(2)]
+        await sign_in_agent(grace, expect, base, "1006")
+        await sign_in_agent(frank, expect, base, "1005")
+        await grace.click("#ready")
+        await expect(grace.locator("#state")).to_have_text("available")
 
-            await s.call(number=VIP_NUMBER, name="Alice")
-            await expect(grace.locator("#pop-name")).to_have_text("Alice Dupont",
-                                                                  timeout=10_000)
-            await expect(grace.locator("#vip-badge")).to_be_visible()
-            await expect(grace.locator("#progress")).to_have_text("connected", timeout=10_000)
-            # Frank is free only now: the call was Grace's.
-            await frank.click("#ready")
-            await expect(frank.locator("#state")).to_have_text("available")
-            assert await frank.locator("#pop").is_hidden()
+        await s.call(number=VIP_NUMBER, name="Alice")
+        await expect(grace.locator("#pop-name")).to_have_text("Alice Dupont",
+                                                              timeout=10_000)
+        await expect(grace.locator("#vip-badge")).to_be_visible()
+        await expect(grace.locator("#progress")).to_have_text("connected", timeout=10_000)
+        # Frank is free only now: the call was Grace's.
+        await frank.click("#ready")
+        await expect(frank.locator("#state")).to_have_text("available")
+        assert await frank.locator("#pop").is_hidden()
 
-            notes = "refund of the March invoice agreed; identity checked"
-            await grace.fill("#transfer-notes", notes)
-            await grace.select_option("#transfer-to", "agent:1005")
-            await grace.click("#transfer-form button[type=submit]")
-            await expect(grace.locator("#progress")).to_have_text("ended", timeout=10_000)
-            await expect(grace.locator("#state")).to_have_text("wrap up")
+        notes = "refund of the March invoice agreed; identity checked"
+        await grace.fill("#transfer-notes", notes)
+        await grace.select_option("#transfer-to", "agent:1005")
+        await grace.click("#transfer-form button[type=submit]")
+        await expect(grace.locator("#progress")).to_have_text("ended", timeout=10_000)
+        await expect(grace.locator("#state")).to_have_text("wrap up")
 
-            await expect(frank.locator("#pop-name")).to_have_text("Alice Dupont",
-                                                                  timeout=10_000)
-            await expect(frank.locator("#vip-badge")).to_be_visible()
-            await expect(frank.locator("#previous-notes li")).to_have_text(
-                f"Grace (support): {notes}")
-            await expect(frank.locator("#pop-rule")).to_have_text("transferred by agent 1006")
-            await expect(frank.locator("#progress")).to_have_text("connected", timeout=10_000)
+        await expect(frank.locator("#pop-name")).to_have_text("Alice Dupont",
+                                                              timeout=10_000)
+        await expect(frank.locator("#vip-badge")).to_be_visible()
+        await expect(frank.locator("#previous-notes li")).to_have_text(
+            f"Grace (support): {notes}")
+        await expect(frank.locator("#pop-rule")).to_have_text("transferred by agent 1006")
+        await expect(frank.locator("#progress")).to_have_text("connected", timeout=10_000)
 
-            await frank.click("#hangup")
-            await expect(frank.locator("#progress")).to_have_text("ended", timeout=10_000)
-            assert errors == []
-        finally:
-            await browser.close()
+        await frank.click("#hangup")
+        await expect(frank.locator("#progress")).to_have_text("ended", timeout=10_000)
+        assert errors == []
         (transferred,) = await s.log.wait("routing.transferred", to_agent="1005")
         assert transferred["agent_id"] == "1006" and transferred["vip"] is True
         (ended,) = await s.log.wait("call.ended")
