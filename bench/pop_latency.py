@@ -391,8 +391,10 @@ def _pop_size(server: Server) -> int:
     return 2000
 
 
-async def _baseline(size: int, rounds: int) -> list[float]:
-    text = json.dumps({"type": "pop", "pad": "x" * max(0, size - 24)})
+@contextlib.asynccontextmanager
+async def _bare_server() -> AsyncIterator[tuple[str, asyncio.Queue[web.WebSocketResponse]]]:
+    """A bare aiohttp websocket server: its URL, and its side of each
+    connection as it is accepted."""
     ready: asyncio.Queue[web.WebSocketResponse] = asyncio.Queue()
     done = asyncio.Event()
 
@@ -410,9 +412,19 @@ async def _baseline(size: int, rounds: int) -> list[float]:
     await runner.setup()
     port = _free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}/ws", ready
+    finally:
+        done.set()
+        await runner.cleanup()
+
+
+async def _baseline(size: int, rounds: int) -> list[float]:
+    """The bare baseline with the client in this process."""
+    text = json.dumps({"type": "pop", "pad": "x" * max(0, size - 24)})
     out = []
-    async with aiohttp.ClientSession() as http, http.ws_connect(f"http://127.0.0.1:{port}/ws") \
-            as client:
+    async with _bare_server() as (url, ready), aiohttp.ClientSession() as http, \
+            http.ws_connect(url) as client:
         server_ws = await ready.get()
         for _ in range(rounds):
             started = time.perf_counter()
@@ -420,8 +432,6 @@ async def _baseline(size: int, rounds: int) -> list[float]:
             message = await client.receive()
             json.loads(message.data)
             out.append((time.perf_counter() - started) * 1000)
-        done.set()
-    await runner.cleanup()
     return out
 
 
@@ -429,42 +439,23 @@ async def _baseline_across(size: int, rounds: int, gap: float) -> list[float]:
     """The bare baseline with the receiving client in another process, as
     the desks are: `send_str` here, parsed there, `rounds` messages `gap`
     apart (none waits behind another)."""
-    text_of = lambda n: json.dumps({"type": "pop", "n": n, "pad": "x" * max(0, size - 40)})  # noqa: E731
-    ready: asyncio.Queue[web.WebSocketResponse] = asyncio.Queue()
-    done = asyncio.Event()
-
-    async def handler(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse()
-        await ws.prepare(request)
-        await ready.put(ws)
-        await done.wait()
-        await ws.close()
-        return ws
-
-    app = web.Application()
-    app.router.add_get("/ws", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = _free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    pad = "x" * max(0, size - 40)
     received: dict[str, float] = {}
-    child = await _child(["--receiver-for", f"http://127.0.0.1:{port}/ws"], b"")
-    reader = _DesksProcess(child, received)
     sent: dict[str, float] = {}
-    try:
-        server_ws = await ready.get()
-        for n in range(rounds):
-            text = text_of(n)
-            sent[str(n)] = time.perf_counter()
-            await server_ws.send_str(text)
-            await asyncio.sleep(gap)
-        deadline = time.monotonic() + 10
-        while len(received) < rounds and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-    finally:
-        done.set()
-        await reader.stop()
-        await runner.cleanup()
+    async with _bare_server() as (url, ready):
+        reader = _DesksProcess(await _child(["--receiver-for", url], b""), received)
+        try:
+            server_ws = await ready.get()
+            for n in range(rounds):
+                text = json.dumps({"type": "pop", "n": n, "pad": pad})
+                sent[str(n)] = time.perf_counter()
+                await server_ws.send_str(text)
+                await asyncio.sleep(gap)
+            deadline = time.monotonic() + 10
+            while len(received) < rounds and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        finally:
+            await reader.stop()
     return [(received[n] - sent[n]) * 1000 for n in received if n in sent]
 
 
