@@ -24,7 +24,7 @@ from cti.customers.models import Contact, parse_customer
 from cti.sim.server import Sim, start_sim
 from cti.store.connection import Store, open_store
 from tests.ami_client import AmiClient
-from tests.servers import free_port
+from tests.servers import free_port, linked
 
 SECRET = "desk-secret"
 PASSWORD = "correct horse"
@@ -115,20 +115,11 @@ async def rig(tmp: Path, agents: list[tuple[str, str]], *, speed: float = 1.0,
     center = desk_center(agents, password_hash=hash_password(PASSWORD), skills=skills,
                          **center_keys)
     server = Server(settings, center, store, vip_lookup="directory")
-    ami: AmiClient | None = None
     try:
         await add_customers(server)
-        await server.start()
-        async with asyncio.timeout(10):
-            while server.link.state.value != "connected":
-                await asyncio.sleep(0.05)
-        ami = await AmiClient.connect(sim.port)
-        await ami.login(secret=SECRET)
-        yield Rig(server, sim, ami, store)
+        async with linked(server, sim.port, SECRET) as ami:
+            yield Rig(server, sim, ami, store)
     finally:
-        if ami is not None:
-            await ami.close()
-        await server.stop()
         await sim.close()
         await store.close()
 

@@ -3,13 +3,17 @@ the simulated PBX and `cti serve` as the suite grows."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+
+from cti.app import Server
+from tests.ami_client import AmiClient
 
 
 def free_port() -> int:
@@ -47,3 +51,23 @@ def redis_server(workdir: Path) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@asynccontextmanager
+async def linked(server: Server, sim_port: int, secret: str) -> AsyncIterator[AmiClient]:
+    """`server` started and connected to the simulated PBX on `sim_port`,
+    and an AMI client of that PBX logged in (the test's own hands on it);
+    both stopped on the way out."""
+    ami: AmiClient | None = None
+    try:
+        await server.start()
+        async with asyncio.timeout(10):
+            while server.link.state.value != "connected":
+                await asyncio.sleep(0.05)
+        ami = await AmiClient.connect(sim_port)
+        await ami.login(secret=secret)
+        yield ami
+    finally:
+        if ami is not None:
+            await ami.close()
+        await server.stop()

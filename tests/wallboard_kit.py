@@ -22,7 +22,7 @@ from cti.config import load_settings
 from cti.sim.server import Sim, start_sim
 from cti.store.connection import Store, open_store
 from tests.ami_client import AmiClient
-from tests.servers import free_port
+from tests.servers import free_port, linked
 
 SECRET = "wallboard-secret"
 PASSWORD = "supervise me"
@@ -89,19 +89,10 @@ async def rig(tmp: Path, agents: dict[str, dict[str, int]], *, speed: float = 1.
     settings = load_settings(None, env)
     center = wallboard_center(agents, password_hash=hash_password(PASSWORD), login=login)
     server = Server(settings, center, store)
-    ami: AmiClient | None = None
     try:
-        await server.start()
-        async with asyncio.timeout(10):
-            while server.link.state.value != "connected":
-                await asyncio.sleep(0.05)
-        ami = await AmiClient.connect(sim.port)
-        await ami.login(secret=SECRET)
-        yield Rig(server, sim, ami, store)
+        async with linked(server, sim.port, SECRET) as ami:
+            yield Rig(server, sim, ami, store)
     finally:
-        if ami is not None:
-            await ami.close()
-        await server.stop()
         await sim.close()
         if own_store:
             await store.close()
