@@ -92,7 +92,7 @@ class Server:
             vip_lookup=self._directory_vip if vip_lookup == "directory" else vip_lookup)
         self.stats = RunStats()
         self.counters = Counters()
-        self.switchboard.listeners.append(self._on_switchboard)
+        self.switchboard.observers.append(self._on_switchboard)
         self.registry = CollectorRegistry()
         self.registry.register(_Metrics(self))
         self.web = web.Application()

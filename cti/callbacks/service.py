@@ -50,7 +50,7 @@ class CallbackService:
         self._handle: dict[str, float] = {}
         self._openings: dict[str, Opening] = {
             name: opening_of(schedule) for name, schedule in center.hours.items()}
-        switchboard.listeners.append(self._on_switchboard)
+        switchboard.observers.append(self._on_switchboard)
 
     def now(self) -> float:
         return self._clock()

@@ -12,15 +12,21 @@ restart) wrote more. Bounded: the oldest calls are forgotten first.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar, cast
 
 SIZE = 20_000
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
 class _Memo:
     ivr: str | None = None
     notes: list[str] = field(default_factory=list)
+    # What a consumer parsed of `ivr`, by consumer: computed once per outcome.
+    parsed_ivr: dict[str, object] = field(default_factory=dict)
 
 
 class CallMemo:
@@ -30,6 +36,9 @@ class CallMemo:
     def __init__(self, *, size: int = SIZE) -> None:
         self._size = size
         self._calls: OrderedDict[str, _Memo] = OrderedDict()
+        # Told of each call id whose IVR outcome was written, to parse it
+        # now, off the pop's path. Must not block.
+        self.on_ivr: list[Callable[[str], object]] = []
 
     def _memo(self, call_id: str) -> _Memo:
         memo = self._calls.get(call_id)
@@ -40,7 +49,23 @@ class CallMemo:
         return memo
 
     def put_ivr(self, call_id: str, outcome_json: str) -> None:
-        self._memo(call_id).ivr = outcome_json
+        memo = self._memo(call_id)
+        memo.ivr = outcome_json
+        memo.parsed_ivr.clear()
+        for listener in self.on_ivr:
+            listener(call_id)
+
+    def ivr_as(self, call_id: str, key: str, parse: Callable[[str], T]) -> T | None:
+        """`parse` of the call's IVR outcome, run once per outcome and kept
+        under `key`; None when there is no outcome."""
+        memo = self._calls.get(call_id)
+        if memo is None or memo.ivr is None:
+            return None
+        try:
+            return cast(T, memo.parsed_ivr[key])
+        except KeyError:
+            parsed = memo.parsed_ivr[key] = parse(memo.ivr)
+            return parsed
 
     def add_note(self, call_id: str, note_json: str, *, keep: int) -> None:
         notes = self._memo(call_id).notes

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cti.customers.models import Contact, Customer, caller_e164
 from cti.customers.store import CustomerStore
@@ -29,6 +29,9 @@ TTL_S = 3600.0
 class Profile:
     customer: Customer
     history: tuple[Contact, ...]
+    # What a consumer derives from this profile once (the desk's rendered
+    # card), by consumer: it lives and goes with the profile.
+    derived: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +51,9 @@ class CallerProfiles:
         self._by_phone: OrderedDict[str, _Entry] = OrderedDict()
         self._by_id: OrderedDict[str, _Entry] = OrderedDict()
         self._keys: dict[str, str | None] = {}  # caller id as given -> E.164
+        # Told of each profile read or changed, to derive what they need
+        # from it now, off the pop's path. Must not block.
+        self.on_profile: list[Callable[[Profile], object]] = []
 
     # -- reads from the directory (IO) ----------------------------------------------
 
@@ -80,8 +86,13 @@ class CallerProfiles:
     def _kept(self, found: tuple[Customer, list[Contact]] | None) -> Profile | None:
         if found is None:
             return None
-        profile = Profile(found[0], tuple(found[1]))
+        profile = self._told(Profile(found[0], tuple(found[1])))
         self._keep(self._by_id, profile.customer.id, profile)
+        return profile
+
+    def _told(self, profile: Profile) -> Profile:
+        for listener in self.on_profile:
+            listener(profile)
         return profile
 
     # -- what is in memory (no IO) ------------------------------------------------------
@@ -102,7 +113,8 @@ class CallerProfiles:
         if entry is None or entry.profile is None:
             return
         profile = entry.profile
-        changed = Profile(profile.customer, ((contact, *profile.history))[:self.history])
+        changed = self._told(Profile(profile.customer,
+                                     ((contact, *profile.history))[:self.history]))
         self._by_id[customer_id] = _Entry(changed, entry.read_at)
         for number in profile.customer.phones:
             held = self._by_phone.get(number)

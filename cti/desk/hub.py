@@ -65,7 +65,7 @@ class Hub:
         send it to each of the agent's connections; the new seq."""
         stream = self._stream(agent_id)
         stream.seq += 1
-        text = message.model_copy(update={"seq": stream.seq}).model_dump_json()
+        text = message.text(stream.seq)
         stream.replay.append((stream.seq, text))
         self._fan_out(agent_id, stream, text)
         return stream.seq
@@ -136,7 +136,7 @@ class Hub:
 
     def reply(self, agent_id: str, connection: Connection, message: Reply) -> None:
         """A reply to one connection, stamped with the stream position."""
-        text = message.model_copy(update={"seq": self.seq(agent_id)}).model_dump_json()
+        text = message.text(self.seq(agent_id))
         if not connection.deliver(text):
             self.detach(agent_id, connection)
             connection.drop("too slow")

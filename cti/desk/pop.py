@@ -24,7 +24,14 @@ from cti.calls.memo import CallMemo
 from cti.customers.models import Contact, Customer, is_customer_id
 from cti.customers.profiles import CallerProfiles, Profile
 from cti.customers.store import CustomerStore
-from cti.desk.protocol import ContactView, CustomerView, IvrView, NoteView, PopView
+from cti.desk.protocol import (
+    ContactView,
+    CustomerView,
+    IvrView,
+    NoteView,
+    PopView,
+    render_parts,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -58,6 +65,27 @@ class Offer:
     customer_id: str | None  # from the switchboard's lookup by caller number
 
 
+@dataclass(frozen=True, slots=True)
+class _Card:
+    """A profile as the pop shows it, built and rendered once per profile
+    read (while the caller is in the IVR), not per pop."""
+
+    customer: CustomerView
+    history: list[ContactView]  # shared by the pops of this profile: never changed
+    rendered: str
+
+    @classmethod
+    def of(cls, profile: Profile, history: int) -> _Card:
+        customer = _customer_view(profile.customer)
+        contacts = [ContactView.model_validate(contact.model_dump())
+                    for contact in profile.history[:history]]
+        return cls(customer, contacts, render_parts(customer, contacts))
+
+
+_CARD = "desk.pop"
+_IVR = "desk.ivr"
+
+
 class PopBuilder:
     """Builds pops. `build_now` uses only memory (the profile read while the
     caller was in the IVR, what this process wrote about the call) and
@@ -71,6 +99,19 @@ class PopBuilder:
         self._profiles = profiles
         self._memo = memo if memo is not None else CallMemo()
         self._history = history if profiles is None else min(history, profiles.history)
+        if profiles is not None:
+            profiles.on_profile.append(self._card)
+        self._memo.on_ivr.append(self._ivr_of)
+
+    def _ivr_of(self, call_id: str) -> IvrView | None:
+        """The IVR part of the call's pop, from this process's memo."""
+        return self._memo.ivr_as(call_id, _IVR, lambda raw: _ivr(call_id, raw))
+
+    def _card(self, profile: Profile) -> _Card:
+        card = profile.derived.get(_CARD)
+        if not isinstance(card, _Card):
+            card = profile.derived[_CARD] = _Card.of(profile, self._history)
+        return card
 
     def build_now(self, offer: Offer) -> PopView | None:
         """The pop from memory alone, or None when a part of it is only in
@@ -79,8 +120,7 @@ class PopBuilder:
         profiles = self._profiles
         if profiles is None:
             return None
-        raw_ivr = self._memo.ivr(offer.call_id)
-        ivr = _ivr(offer.call_id, raw_ivr)
+        ivr = self._ivr_of(offer.call_id)
         profile: Profile | None
         identified_by: Identified
         if ivr is not None and ivr.customer_id:
@@ -133,19 +173,22 @@ class PopBuilder:
 
     def _assemble(self, offer: Offer, ivr: IvrView | None, profile: Profile | None,
                   identified_by: Identified, raw_notes: list[Any]) -> PopView:
-        customer = None if profile is None else profile.customer
-        return PopView(
+        # Every part is a checked value already (the offer's from the
+        # tracker, the views from validated models): constructed, not
+        # validated again, on the pop's path.
+        card = None if profile is None else self._card(profile)
+        pop = PopView.model_construct(
             call_id=offer.call_id, caller_number=offer.caller_number,
             caller_name=offer.caller_name, identified_by=identified_by,
-            customer=None if customer is None else _customer_view(customer),
-            vip=offer.vip or (customer is not None and customer.vip),
+            customer=None if card is None else card.customer,
+            vip=offer.vip or (profile is not None and profile.customer.vip),
             service=offer.service, rule=offer.rule, waited_s=round(offer.waited_s, 1),
-            ivr=ivr,
-            history=[] if profile is None else [
-                ContactView.model_validate(contact.model_dump())
-                for contact in profile.history[:self._history]],
+            ivr=ivr, history=_NO_HISTORY if card is None else card.history,
             previous_notes=_notes(offer.call_id, raw_notes),
-        )
+            progress="ringing", crm=None, crm_status="off")
+        if card is not None:
+            pop.with_rendered((card.customer, card.history, card.rendered))
+        return pop
 
     async def _identify(self, offer: Offer, ivr: IvrView | None,
                         prefetched: Profile | None) -> tuple[Customer | None, Identified]:
@@ -186,6 +229,9 @@ class PopBuilder:
         """Take back a note whose transfer did not happen."""
         self._memo.remove_note(call_id, note.model_dump_json())
         await self._redis.lrem(notes_key(call_id), -1, note.model_dump_json())
+
+
+_NO_HISTORY: list[ContactView] = []  # shared by the pops of unknown callers: never changed
 
 
 def _customer_view(customer: Customer) -> CustomerView:

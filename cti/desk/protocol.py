@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     StringConstraints,
     TypeAdapter,
     model_validator,
@@ -254,10 +255,48 @@ class PopView(BaseModel):
     progress: Literal["ringing", "connected", "on_hold", "ended"] = "ringing"
     crm: CrmView | None = None
     crm_status: CrmStatus = "off"
+    # The customer and history as JSON, rendered when the caller's profile
+    # was read (most of the pop), with the objects they render: used only
+    # while this pop still holds those very objects.
+    _rendered: tuple[CustomerView | None, list[ContactView], str] | None = PrivateAttr(
+        default=None)
+
+    def with_rendered(self, rendered: tuple[CustomerView | None, list[ContactView], str]
+                      ) -> PopView:
+        self._rendered = rendered
+        return self
+
+    def to_json(self) -> str:
+        """This pop as JSON: the rest serialised now, beside the parts
+        already rendered when they are still this pop's."""
+        rendered = self._rendered
+        if rendered is None or rendered[0] is not self.customer \
+                or rendered[1] is not self.history:
+            return self.model_dump_json()
+        head = self.model_dump_json(exclude=_RENDERED_FIELDS)
+        return f"{head[:-1]},{rendered[2]}}}"
+
+    def same_as(self, other: PopView) -> bool:
+        """The same pop on screen (what is rendered ahead aside)."""
+        return self.__dict__ == other.__dict__
+
+
+_RENDERED_FIELDS: set[str] = {"customer", "history"}
+
+
+def render_parts(customer: CustomerView | None, history: list[ContactView]) -> str:
+    """`"customer":...,"history":[...]` as `PopView.to_json` puts them."""
+    body = ",".join(contact.model_dump_json() for contact in history)
+    head = "null" if customer is None else customer.model_dump_json()
+    return f'"customer":{head},"history":[{body}]'
 
 
 class _ServerMessage(_Message):
     seq: int = 0
+
+    def text(self, seq: int) -> str:
+        """This message as sent, numbered `seq`."""
+        return self.model_copy(update={"seq": seq}).model_dump_json()
 
 
 class StateMessage(_ServerMessage):
@@ -269,6 +308,9 @@ class PopMessage(_ServerMessage):
     type: Literal["pop"] = "pop"
     pop: PopView
 
+    def text(self, seq: int) -> str:
+        return _pop_text(self.v, seq, self.type, self.pop)
+
 
 class PopUpdate(_ServerMessage):
     """The pop of the offered (or current) call again, whole, with what
@@ -276,6 +318,15 @@ class PopUpdate(_ServerMessage):
 
     type: Literal["pop_update"] = "pop_update"
     pop: PopView
+
+    def text(self, seq: int) -> str:
+        return _pop_text(self.v, seq, self.type, self.pop)
+
+
+def _pop_text(v: int, seq: int, kind: str, pop: PopView) -> str:
+    """A pop message as the generic serialisation gives it, keys in field
+    order, with the pop's pre-rendered parts."""
+    return f'{{"v":{v},"seq":{seq},"type":"{kind}","pop":{pop.to_json()}}}'
 
 
 class PopWithdrawn(_ServerMessage):

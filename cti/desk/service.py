@@ -315,7 +315,7 @@ class DeskService:
         if desk.offer is not offer or shown is None or shown.call_id != offer.call_id:
             return False
         pop = change(shown)
-        if pop != shown:
+        if not pop.same_as(shown):
             desk.pop = pop
             self.hub.publish(agent_id, PopUpdate(pop=pop))
             log.info("desk.pop_updated", agent_id=agent_id, call_id=offer.call_id,

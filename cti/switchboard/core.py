@@ -52,6 +52,7 @@ from cti.switchboard.events import (
     CallHandedOver,
     CallHeld,
     QueueRing,
+    SwitchboardEvent,
     TaskInfo,
     TaskOffered,
     TaskQueued,
@@ -320,8 +321,6 @@ class Switchboard(DetachedTasks, CallActions):
             if call.id not in self.tracker.calls:  # hung up during the lookup
                 return
             self.tasks[call.id] = info
-            log.info("routing.task_queued", call_id=call.id, service=info.task.service,
-                     priority=info.task.priority, vip=info.vip)
             self._emit(TaskQueued(info, call.id))
         elif call.id in self.offers:
             return  # the RONA handler requeues it
@@ -442,10 +441,6 @@ class Switchboard(DetachedTasks, CallActions):
         # The offer first: the agent's pop is the first thing on the wire.
         self._emit(TaskOffered(assignment, info, call.id))
         self._emit(AgentChanged(reserved))
-        log.info("routing.assigned", call_id=call.id, agent_id=agent.id, rule=assignment.rule,
-                 waited_s=round(assignment.waited_seconds, 1),
-                 priority=round(assignment.effective_priority, 1),
-                 passed_over=[f"{a}: {why}" for a, why in assignment.passed_over])
         self._spawn(self._connect(reserved, info, channel))
 
     async def _connect(self, agent: Agent, info: TaskInfo, channel: str) -> None:
@@ -539,6 +534,20 @@ class Switchboard(DetachedTasks, CallActions):
             self._offer(assignment, now)
         self._arm(now)
 
+    # -- the decisions' log lines: an observer, off the pop's path ------------------
+
+    def _log_decision(self, event: SwitchboardEvent) -> None:
+        if isinstance(event, TaskQueued):
+            task = event.info.task
+            log.info("routing.task_queued", call_id=event.call, service=task.service,
+                     priority=task.priority, vip=event.info.vip)
+        elif isinstance(event, TaskOffered):
+            assignment = event.assignment
+            log.info("routing.assigned", call_id=event.call, agent_id=assignment.agent_id,
+                     rule=assignment.rule, waited_s=round(assignment.waited_seconds, 1),
+                     priority=round(assignment.effective_priority, 1),
+                     passed_over=[f"{a}: {why}" for a, why in assignment.passed_over])
+
     # -- start and stop ----------------------------------------------------------------
 
     async def drain(self) -> None:
@@ -553,6 +562,7 @@ class Switchboard(DetachedTasks, CallActions):
             lookup.cancel()
         if self._jobs or lookups:
             await asyncio.gather(*self._jobs, *lookups, return_exceptions=True)
+        self.tell_observers()
 
     def start(self) -> None:
         """Log in the agents configured to be logged in at start."""

@@ -83,7 +83,13 @@ class SwitchboardState(ABC):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._accepting = True
+        # Told of each event inside the decision that made it, in order:
+        # what must be on the wire at once (the desk's pop). Keep them quick.
         self.listeners: list[Listener] = []
+        # Told of each event right after the decision, in order, once the
+        # listeners' messages are out: the wallboard, KPIs and counters.
+        self.observers: list[Listener] = [self._log_decision]
+        self._observed: list[SwitchboardEvent] = []
         self.decisions = 0
         for agent in center.agents:
             self._put(agent)
@@ -102,6 +108,10 @@ class SwitchboardState(ABC):
     @abstractmethod
     def _arm(self, now: float) -> None:
         """Wake at the index's next deadline."""
+
+    @abstractmethod
+    def _log_decision(self, event: SwitchboardEvent) -> None:
+        """The log lines of the routing decisions (the first observer)."""
 
     @abstractmethod
     def _undo_offer(self, agent_id: str, task_id: str, *, requeue: bool) -> None:
@@ -161,6 +171,27 @@ class SwitchboardState(ABC):
                 listener(event)
             except Exception:
                 log.exception("switchboard.listener_failed", event=type(event).__name__)
+        if not self.observers:
+            return
+        if not self._observed:
+            try:
+                asyncio.get_running_loop().call_soon(self.tell_observers)
+            except RuntimeError:  # no loop (a synchronous caller): at once
+                self._observed.append(event)
+                self.tell_observers()
+                return
+        self._observed.append(event)
+
+    def tell_observers(self) -> None:
+        """Hand the events of the decisions made so far to the observers,
+        in order (scheduled by `_emit`; also run when draining)."""
+        events, self._observed = self._observed, []
+        for event in events:
+            for observer in self.observers:
+                try:
+                    observer(event)
+                except Exception:
+                    log.exception("switchboard.observer_failed", event=type(event).__name__)
 
     def _spawn(self, job: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(job)

@@ -34,7 +34,7 @@ class WallboardFeature:
                            queue_log=queue_log)
         self.hub = SupervisorHub(self.floor.board, update_seconds=settings.update_seconds)
         self.floor.on_change = self.hub.mark_dirty
-        server.switchboard.listeners.append(self.floor.on_event)
+        server.switchboard.observers.append(self.floor.on_event)
         SupervisorRoutes(server, self.floor, self.hub).add_to(server.web)
         server.registry.register(KpiCollector(self.floor, server.clock))
         self._writer: asyncio.Task[None] | None = None
