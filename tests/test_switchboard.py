@@ -149,3 +149,47 @@ async def test_reservations_are_exclusive_and_only_the_holder_gives_back() -> No
         assert await two.take("a", "t2", 5.0) is None
     finally:
         await store.close()
+
+
+async def test_observers_hear_each_decision_after_it_in_order_and_a_failing_one_is_contained(
+        floor_of: Callable[..., Any]) -> None:
+    # Listeners run inside the decision (the desk's pop leaves there); the
+    # observers (wallboard, counters, log lines) right after it, in order.
+    floor: Floor = await floor_of([{"id": "1001", "skills": {"support": 2}}])
+    board = floor.server.switchboard
+    timeline: list[str] = []
+
+    def listener(event: object) -> None:
+        timeline.append(f"listener {type(event).__name__}")
+
+    def observer(event: object) -> None:
+        timeline.append(f"observer {type(event).__name__}")
+
+    def failing(event: object) -> None:
+        raise RuntimeError("a broken observer")
+
+    board.listeners.append(listener)
+    board.observers.extend([failing, observer])
+    board.pause("1001", "lunch")
+    # Told after the decision, not inside it.
+    assert timeline == ["listener AgentChanged"]
+    await asyncio.sleep(0)
+    assert timeline == ["listener AgentChanged", "observer AgentChanged"]
+    timeline.clear()
+    board.ready("1001")
+    await floor.call()
+    await eventually(lambda: floor.state("1001") is AgentState.RINGING)
+    heard = [line.split(" ", 1) for line in timeline]
+    by_listeners = [kind for who, kind in heard if who == "listener"]
+    by_observers = [kind for who, kind in heard if who == "observer"]
+    assert by_observers == by_listeners  # the same events, in the same order
+    assert by_listeners[:4] == ["AgentChanged", "TaskQueued", "TaskOffered", "AgentChanged"]
+    # Each decision's listeners are done before its observers hear of it.
+    first_offer = timeline.index("listener TaskOffered")
+    assert timeline.index("observer TaskQueued") > first_offer
+    # Drained: nothing is left untold.
+    board.pause("1001", "lunch")
+    await board.drain()
+    heard = [line.split(" ", 1) for line in timeline]
+    assert [kind for who, kind in heard if who == "observer"] \
+        == [kind for who, kind in heard if who == "listener"]

@@ -170,7 +170,8 @@ class SwitchboardState(ABC):
             try:
                 listener(event)
             except Exception:
-                log.exception("switchboard.listener_failed", event=type(event).__name__)
+                log.exception("switchboard.listener_failed",
+                              switchboard_event=type(event).__name__)
         if not self.observers:
             return
         if not self._observed:
@@ -191,7 +192,8 @@ class SwitchboardState(ABC):
                 try:
                     observer(event)
                 except Exception:
-                    log.exception("switchboard.observer_failed", event=type(event).__name__)
+                    log.exception("switchboard.observer_failed",
+                                  switchboard_event=type(event).__name__)
 
     def _spawn(self, job: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(job)
