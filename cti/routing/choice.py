@@ -11,6 +11,7 @@ so both explain a decision in the same words.
 from __future__ import annotations
 
 from collections.abc import Callable, Container, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from cti.routing.agents import Agent, AgentState
@@ -52,7 +53,7 @@ def decide(task: Task, tiers: tuple[Tier, ...], now: float, *, policy: Policy,
         if agent is None or agent.state is not AgentState.AVAILABLE or agent.id in taken:
             return None
         return _assignment(task, agent, f"transferred by agent {task.pin.by}", now=now,
-                           policy=policy, passed=(), blocked=())
+                           policy=policy, why=None)
     preferred = lookup(task.preferred_agent) if task.preferred_agent is not None else None
     mode = sticky(task, preferred, tiers, now=now, policy=policy, taken=taken)
     if mode is Sticky.HOLD:
@@ -63,17 +64,40 @@ def decide(task: Task, tiers: tuple[Tier, ...], now: float, *, policy: Policy,
     if mode is Sticky.TAKE and preferred is not None:
         excluded.add(preferred.id)
         ranked = rank(tiers, taken, excluded, policy.explain_limit)
-        passed = [(agent.id, f"sticky agent {preferred.id} preferred") for _, agent in ranked]
-        return _assignment(task, preferred, "sticky-agent", now=now, policy=policy,
-                           passed=passed, blocked=blocked)
+        why = _Why(tuple((agent.id, key) for key, agent in ranked), tiers, blocked,
+                   sticky=preferred.id)
+        return _assignment(task, preferred, "sticky-agent", now=now, policy=policy, why=why)
     ranked = rank(tiers, taken, excluded, policy.explain_limit + 1)
     if not ranked:
         return None
     (best_key, best), runners = ranked[0], ranked[1:]
-    passed = [(agent.id, passed_over_reason(best_key, key, tiers)) for key, agent in runners]
+    why = _Why(tuple((agent.id, key) for key, agent in runners), tiers, blocked,
+               best=best_key)
     rule = rule_for(tiers, best_key[0], best, policy)
-    return _assignment(task, best, rule, now=now, policy=policy, passed=passed,
-                       blocked=blocked)
+    return _assignment(task, best, rule, now=now, policy=policy, why=why)
+
+
+@dataclass(frozen=True, slots=True)
+class _Why:
+    """What a decision passed over, kept as ranks and worded when read."""
+
+    runners: tuple[tuple[str, AgentKey], ...]
+    tiers: tuple[Tier, ...]
+    blocked: Sequence[tuple[Agent, RingNoAnswer]]
+    best: AgentKey | None = None
+    sticky: str | None = None
+
+    def __call__(self) -> tuple[tuple[str, str], ...]:
+        if self.sticky is not None:
+            passed = [(agent_id, f"sticky agent {self.sticky} preferred")
+                      for agent_id, _ in self.runners]
+        else:
+            assert self.best is not None
+            passed = [(agent_id, passed_over_reason(self.best, key, self.tiers))
+                      for agent_id, key in self.runners]
+        rona = [(other.id, f"rang no answer on this task at {miss.at:.3f}")
+                for other, miss in self.blocked]
+        return (*passed, *rona)
 
 
 def blocked_agents(task: Task, tiers: tuple[Tier, ...], now: float, *, policy: Policy,
@@ -127,15 +151,16 @@ def passed_over_reason(best: AgentKey, runner: AgentKey, tiers: tuple[Tier, ...]
 
 
 def _assignment(task: Task, agent: Agent, rule: str, *, now: float, policy: Policy,
-                passed: Sequence[tuple[str, str]],
-                blocked: Sequence[tuple[Agent, RingNoAnswer]]) -> Assignment:
-    rona = [(other.id, f"rang no answer on this task at {miss.at:.3f}")
-            for other, miss in blocked]
+                why: _Why | None) -> Assignment:
     return Assignment(
         task_id=task.id,
         agent_id=agent.id,
         rule=rule,
         effective_priority=effective_priority(task, now, policy),
         waited_seconds=waited_seconds(task, now),
-        passed_over=(*passed, *rona),
+        why=_nobody if why is None else why,
     )
+
+
+def _nobody() -> tuple[tuple[str, str], ...]:
+    return ()

@@ -5,7 +5,7 @@ router returns. Plain immutable values; no behaviour beyond validation."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
@@ -165,7 +165,8 @@ class Assignment:
     then longest-idle"), "sticky-agent", "relaxed: billing>=5 after 30s" or
     "overflow from sales to support after 120s". `passed_over` lists the
     runners-up in rank order and free agents that rang no answer on this
-    task, each with the reason it was not chosen.
+    task, each with the reason it was not chosen: worded when read (a log
+    line, a supervisor's "why"), not while the decision is made.
     """
 
     task_id: str
@@ -173,7 +174,12 @@ class Assignment:
     rule: str
     effective_priority: float
     waited_seconds: float
-    passed_over: tuple[tuple[str, str], ...] = ()
+    why: Callable[[], tuple[tuple[str, str], ...]] = field(
+        default=lambda: (), compare=False, repr=False)
+
+    @property
+    def passed_over(self) -> tuple[tuple[str, str], ...]:
+        return self.why()
 
 
 EMPTY_LEVELS: Mapping[str, int] = MappingProxyType({})
