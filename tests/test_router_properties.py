@@ -403,9 +403,11 @@ def test_incremental_index_agrees_with_reference_assign(world: World,
         [arrival] = data.draw(tasks_for(policy, event_at, [a.id for a in agents], 1,
                                         prefix="new"))
         waiting = [*waiting, arrival]
-        index.put_task(arrival)
         reference = assign(waiting, agents, event_at, policy)
         note_event(f"task event: {outcome([a.rule for a in reference])}")
+        # Decided before it is queued (the switchboard's way), and after.
+        assert as_list(index.assign_arriving(arrival, event_at)) == reference
+        index.put_task(arrival)
         assert as_list(index.assign_for_task(arrival.id, event_at)) == reference
     else:
         timer = now + data.draw(times)

@@ -184,6 +184,15 @@ class RoutingIndex:
             return None
         return self._decide(best[1], best[2], now, ())
 
+    def assign_arriving(self, task: Task, now: float) -> Assignment | None:
+        """A task not waiting yet: its best free agent now, or None when it
+        must wait (then `put_task` it). The answer of `put_task` then
+        `assign_for_task`, without a queue entry made and undone on the way
+        when an agent is free (most calls, on a staffed floor)."""
+        if task.id in self._tasks:
+            raise ValueError(f"task {task.id} is already waiting")
+        return self._decide(task, self._tiers_of(self._queue_key(task), task, now), now, ())
+
     def assign_for_task(self, task_id: str, now: float) -> Assignment | None:
         """The task just arrived or came back: its best free agent, if any."""
         task = self._tasks.get(task_id)
@@ -277,9 +286,10 @@ class RoutingIndex:
         active = stage(self._policy, task, now)
         tiers = self._tiers.get((key, active))
         if tiers is None:
-            queue = self._queues[key]
+            # The key holds the task's service and skills: any task of the
+            # queue gives its tiers, queued or not.
             tiers = self._tiers[key, active] = tiers_at(
-                self._policy, queue.service, queue.extra, active)
+                self._policy, task.service, task.skills, active)
         return tiers
 
     def _rank(self, tiers: tuple[Tier, ...], taken: Container[str],

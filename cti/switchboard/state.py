@@ -132,8 +132,15 @@ class SwitchboardState(ABC):
         return reserved
 
     def _route(self, task: Task, now: float) -> None:
-        """Let the task wait in the index (again: it keeps its enqueue time)
-        and offer it at once if an agent is free for it."""
+        """Offer the task at once if an agent is free for it, else let it
+        wait in the index (again: it keeps its enqueue time)."""
+        if self.index.task(task.id) is None:
+            assignment = self.index.assign_arriving(task, now)
+            if assignment is None:
+                self.index.put_task(task)
+            else:
+                self._run(assignment, now)
+            return
         self.index.put_task(task)
         self._run(self.index.assign_for_task(task.id, now), now)
 
