@@ -272,3 +272,35 @@ async def test_a_burst_of_due_callbacks_never_dials_more_customers_than_free_age
         assert len(dialled) == len(BURST)
         assert most == 2
         assert carol == []
+
+
+@pytest.mark.parametrize("mode", [{}, CUSTOMER_FIRST])
+async def test_an_originate_whose_answer_is_lost_frees_the_agent_and_is_retried(
+        tmp_path: Path, mode: dict[str, str]) -> None:
+    # The first Originate is taken by the link and lost (as when the AMI
+    # link drops before Asterisk answers): no channel, no OriginateResponse.
+    # Bob is not held for it: once its answer is overdue he is free again
+    # and the callback is dialled a second time, which goes through.
+    env = {**TRUNK, "CTI_CALLBACKS_MAX_ATTEMPTS": "2"}
+    async with floor(tmp_path, BOB, env=env, ring_timeout_seconds=5, **mode) as f:
+        bob = states_of(f, "1001")
+        sent: list[AmiAction] = []
+        original = f.server.link.send
+
+        async def lose_first(action: AmiAction, **kwargs: Any) -> Any:
+            if action.name == "Originate":
+                sent.append(action)
+                if len(sent) == 1:
+                    return []  # accepted by the link, never answered
+            return await original(action, **kwargs)
+
+        f.server.link.send = lose_first  # type: ignore[method-assign]
+        _, body = await f.post({"number": "06 11 22 33 44"})
+        shown = await final(f, body["id"], within=60)
+        assert shown["status"] == "completed" and shown["outcome"] == "answered"
+        assert len(sent) == 2
+        attempts = await stored_attempts(f, body["id"])
+        assert [a["dial_status"] for a in attempts] == ["ORIGINATE", "ANSWER"]
+        # Reserved for the lost call, freed without a pause or a wrap-up.
+        assert bob[:2] == ["reserved", "available"]
+        assert await f.redis.zcard("cti:cb:claimed") == 0

@@ -7,6 +7,7 @@ reserved agent did not becomes a waiting caller (`_requeue_answered`)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, replace
 
 import structlog
@@ -26,7 +27,12 @@ from cti.switchboard.events import (
     TaskOffered,
     TaskQueued,
 )
-from cti.switchboard.state import NO_ANSWER_STATUSES, RESERVE_MARGIN_S, SwitchboardState
+from cti.switchboard.state import (
+    NO_ANSWER_STATUSES,
+    ORIGINATE_ANSWER_MARGIN_S,
+    RESERVE_MARGIN_S,
+    SwitchboardState,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -149,6 +155,20 @@ class DetachedTasks(SwitchboardState):
             return
         log.info("routing.originated", task_id=task_id, call_id=call_id, agent_id=agent.id,
                  first="customer" if origination.customer_first else "agent")
+        asyncio.get_running_loop().call_later(
+            originate.timeout_ms / 1000 + ORIGINATE_ANSWER_MARGIN_S,
+            self._originate_lost, call_id, follow)
+
+    def _originate_lost(self, call_id: str, follow: Follow) -> None:
+        """Neither the Originate's answer nor its channel ever came (they
+        were lost with the AMI link): the attempt ends as a failed
+        Originate, the agent is free again and the callback is retried. A
+        call that came up is followed to its end as any other."""
+        if self._following.get(call_id) is not follow or call_id in self.tracker.calls:
+            return
+        log.warning("routing.originate_lost", task_id=follow.task_id, call_id=call_id,
+                    agent_id=follow.agent_id)
+        self._detached_call_ended(call_id, self._clock(), failure="ORIGINATE")
 
     def _follow_detached(self, event: ev.PbxEvent, changes: list[object]) -> None:
         if isinstance(event, ev.OriginateResult):

@@ -47,6 +47,11 @@ NO_ANSWER_STATUSES = frozenset({"NOANSWER", "CANCEL", ""})
 # A reservation outlives the offer by this margin, and an answered call is
 # held this long (extended on each answered call).
 RESERVE_MARGIN_S = 10.0
+# Asterisk answers an Async Originate when it ends (an OriginateResponse)
+# and shows its channel at once. A callback call of which neither came this
+# long after the Originate's own timeout was lost (the AMI link dropped
+# meanwhile): its agent is not held for it any longer.
+ORIGINATE_ANSWER_MARGIN_S = 5.0
 CALL_HOLD_S = 4 * 3600.0
 
 
