@@ -423,3 +423,39 @@ async def test_an_attended_transfer_to_a_phone_of_no_agent_leaves_the_call_with_
         assert [m for m in grace.messages if m["type"] in ("pop", "call_progress")] == []
         for desk in (frank, grace):
             await desk.close()
+
+
+async def test_a_colleague_consulted_on_the_phone_is_not_offered_a_call_meanwhile(
+        tmp_path: Path) -> None:
+    # Frank consults Grace on the phone (Atxfer): her phone is busy with a
+    # call the router did not place. A caller arriving then goes to Heidi,
+    # not to Grace, though Grace is "available" and has been idle longer.
+    async with rig(tmp_path, AGENTS) as r, aiohttp.ClientSession() as http:
+        board, tracker = r.server.switchboard, r.server.tracker
+        offers: list[TaskOffered] = []
+        board.listeners.append(lambda e: offers.append(e) if isinstance(e, TaskOffered)
+                               else None)
+        frank = await ready_desk(http, r, "1005")
+        call_id = await connected_call(r, frank)
+        grace = await ready_desk(http, r, "1006")
+        franks = r.channel_of(call_id, "1005")
+        response = await r.ami.action("Atxfer", ("Channel", franks), ("Exten", "1006"),
+                                      ("Context", "sim-agent"))
+        assert response.response == "Success", response
+        await until(lambda: any(c.name.startswith("Local/1006@sim-agent-") and c.bridge
+                                and c.state == 6 for c in tracker.channels.values()))
+        await until(lambda: board.index.engaged("1006"))
+        assert board.agents["1006"].state is AgentState.AVAILABLE
+        heidi = await ready_desk(http, r, "1007")
+        await r.call("+33699000111", name="Second")
+        pop = (await heidi.of_type("pop"))["pop"]
+        assert [o.assignment.agent_id for o in offers] == ["1005", "1007"]
+        assert [m for m in grace.messages if m["type"] == "pop"
+                and m["pop"]["call_id"] == pop["call_id"]] == []
+        # The consultation over (Grace hangs up her side): she takes calls again.
+        grace_leg = next(c.name for c in tracker.channels.values()
+                         if c.name.startswith("Local/1006@sim-agent-") and c.name.endswith(";1"))
+        assert (await r.ami.action("Hangup", ("Channel", grace_leg))).response == "Success"
+        await until(lambda: not board.index.engaged("1006"))
+        for desk in (frank, grace, heidi):
+            await desk.close()

@@ -440,3 +440,35 @@ def test_index_gives_other_agents_a_task_whose_pin_ended() -> None:
 def test_a_pin_cannot_end_before_it_starts() -> None:
     with pytest.raises(ValueError, match="pinned until"):
         call("t", "sales", 0.0, pin=Pin("kim", "frank", 10.0, 5.0))
+
+
+def test_an_engaged_agent_is_offered_nothing_until_their_phone_is_free() -> None:
+    # Ann has been idle longest, but her phone is busy with a consultation
+    # a colleague placed (not the router): the caller goes to Bob, a second
+    # one waits, and Ann takes it once her phone is free again.
+    index = RoutingIndex(POLICY, [agent("ann", 0.0, support=9), agent("bob", 5.0, support=9)])
+    assert index.engage("ann", True) and not index.engage("ann", True)
+    first = index.assign_arriving(call("c1", "support", 10.0), 10.0)
+    assert first is not None and first.agent_id == "bob"
+    assert "ann" not in [who for who, _ in first.passed_over]
+    bob = index.agent("bob")
+    assert bob is not None
+    index.put_agent(bob.reserve(10.0, "support"))
+    second = call("c2", "support", 11.0)
+    assert index.assign_arriving(second, 11.0) is None
+    index.put_task(second)
+    assert index.assign_for_agent("ann", 12.0) is None
+    assert index.assign_all(12.0) == []
+    assert index.engage("ann", False) and not index.engaged("ann")
+    assert pairs([a for a in [index.assign_for_agent("ann", 13.0)] if a]) == [("c2", "ann")]
+
+
+def test_a_sticky_task_waits_for_its_engaged_agent_as_for_a_busy_one() -> None:
+    index = RoutingIndex(POLICY, [agent("kim", 0.0, support=5), agent("lou", 0.0, support=5)])
+    index.engage("kim", True)
+    task = call("c1", "loyal", 10.0, preferred_agent="kim")
+    assert index.assign_arriving(task, 10.0) is None  # held for Kim within 45 s
+    index.put_task(task)
+    index.engage("kim", False)
+    answer = index.assign_for_agent("kim", 20.0)
+    assert answer is not None and (answer.agent_id, answer.rule) == ("kim", "sticky-agent")

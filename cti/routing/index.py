@@ -17,6 +17,8 @@ free qualified agent, as after applying any answer):
   `put_agent`, `remove_task`) before the next event.
 Under that contract the answers equal the reference `assign` (a property
 test checks it); `assign_all` is the full pass for start-up and recovery.
+An agent the shell marks `engage`d (their phone busy with a call the router
+did not place) is offered nothing; the reference knows no such agents.
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ class RoutingIndex:
         self._task_deadlines: list[tuple[float, str, int]] = []
         self._wrap_deadlines: list[tuple[float, str]] = []
         self._version = 0
+        self._engaged: set[str] = set()
         for agent in agents:
             self.put_agent(agent)
         for task in tasks:
@@ -145,6 +148,22 @@ class RoutingIndex:
     def agent(self, agent_id: str) -> Agent | None:
         return self._agents.get(agent_id)
 
+    def engage(self, agent_id: str, engaged: bool) -> bool:
+        """Whether the agent's phone is busy with a call the router did not
+        place (a consultation, a direct or personal call): an engaged agent
+        is offered nothing, whatever their state, until it is free again.
+        True when that changed."""
+        if engaged == (agent_id in self._engaged):
+            return False
+        if engaged:
+            self._engaged.add(agent_id)
+        else:
+            self._engaged.discard(agent_id)
+        return True
+
+    def engaged(self, agent_id: str) -> bool:
+        return agent_id in self._engaged
+
     def task(self, task_id: str) -> Task | None:
         return self._tasks.get(task_id)
 
@@ -157,7 +176,8 @@ class RoutingIndex:
         """The agent just became free: the best waiting task they may take.
         On a settled index the answer gives the task to this agent."""
         agent = self._agents.get(agent_id)
-        if agent is None or agent.state is not AgentState.AVAILABLE:
+        if agent is None or agent.state is not AgentState.AVAILABLE \
+                or agent_id in self._engaged:
             return None
         names = self._skill_names[agent_id]
         best: tuple[TaskRank, Task, tuple[Tier, ...]] | None = None
@@ -246,6 +266,10 @@ class RoutingIndex:
 
     def _decide(self, task: Task, tiers: tuple[Tier, ...], now: float,
                 taken: Container[str]) -> Assignment | None:
+        if self._engaged:
+            # An engaged agent is as good as taken: not offered, and a
+            # sticky task waits for them as for a busy agent.
+            taken = _Either(taken, self._engaged)
         return decide(task, tiers, now, policy=self._policy, lookup=self._agents.get,
                       taken=taken, rank=self._rank)
 
@@ -412,3 +436,16 @@ class RoutingIndex:
                 reach.append(frozenset(policy.service(step.service).skills) | extra)
         return _Queue(task.service, task.skills, tuple(reach),
                       pinned=None if task.pin is None else task.pin.agent)
+
+
+class _Either:
+    """Agent ids in either of two containers (taken in this pass, engaged)."""
+
+    __slots__ = ("_first", "_second")
+
+    def __init__(self, first: Container[str], second: Container[str]) -> None:
+        self._first = first
+        self._second = second
+
+    def __contains__(self, agent_id: object) -> bool:
+        return agent_id in self._first or agent_id in self._second

@@ -95,6 +95,11 @@ async def attended_transfer(rt: Runtime, transferer: Channel, exten: str, contex
     switch.bridge_leave(transferer)
     if target.bridge is consultation:
         switch.bridge_leave(target)
+    if target.alive:
+        # Its Hangup (and its Local partner's, and the device's NOT_INUSE)
+        # as for any channel that hangs up.
+        target.hangupcause = target.hangupcause or 16
+        switch.hangup(target)
     _give_back(switch, transferer, transferee, original, consultation)
 
 

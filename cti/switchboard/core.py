@@ -59,6 +59,7 @@ from cti.switchboard.events import (
 )
 from cti.switchboard.state import (
     CALL_HOLD_S,
+    ENGAGED_DEVICE_STATES,
     NO_ANSWER_STATUSES,
     RESERVE_MARGIN_S,
     device_of,
@@ -209,6 +210,32 @@ class Switchboard(DetachedTasks, CallActions):
             call = self.tracker.call_of(event.channel.uniqueid)
             if call is not None:
                 self._look_up_early(call.id)
+        elif isinstance(event, ev.DeviceStateChanged):
+            self._on_device(event.device, event.state)
+        elif isinstance(event, ev.DeviceStatesSnapshot):
+            # After a reconnection: what the PBX lists now, the rest is free.
+            listed = {device.device: device.state for device in event.devices}
+            for device in self._by_device:
+                self._on_device(device, listed.get(device, "NOT_INUSE"))
+
+    def _on_device(self, device: str, state: str) -> None:
+        """An agent's phone busy with a call the router did not place (a
+        consultation by a colleague, a direct or personal call) takes them
+        out of routing until it is free again; the calls this server
+        offered make it busy too, while the agent is not available anyway."""
+        agent_id = self._by_device.get(device)
+        if agent_id is None:
+            return
+        engaged = state.upper() in ENGAGED_DEVICE_STATES
+        if not self.index.engage(agent_id, engaged):
+            return
+        agent = self.agents.get(agent_id)
+        if agent is None or agent.state is not AgentState.AVAILABLE:
+            return
+        log.info("agent.phone_engaged" if engaged else "agent.phone_free", agent_id=agent_id,
+                 device_state=state)
+        if not engaged:
+            self._after_agent(agent, self._clock())
 
     async def _on_call_state(self, change: CallStateChanged) -> None:
         call = self.tracker.calls.get(change.call)
