@@ -111,11 +111,13 @@ async def test_metrics_count_ivr_sessions_by_flow_and_ending(tmp_path: Path) -> 
 async def test_reload_needs_a_supervisor_session(tmp_path: Path) -> None:
     async with running(tmp_path) as r:
         assert (await r.reload(None))[0] == 401
-        assert (await r.reload("forged.token"))[0] == 401
+        status, body = await r.reload("forged.token")
+        assert status == 401
+        assert body == {"error": {"code": "unauthenticated",
+                                  "message": "a supervisor session is needed"}}
         status, body = await r.reload(r.token("agent"))
         assert status == 403
-        assert body == {"error": {"code": "forbidden",
-                                  "message": "only a supervisor may reload the IVR flows"}}
+        assert body == {"error": {"code": "forbidden", "message": "supervisor role required"}}
         assert await r.reload(r.token("supervisor")) == (
             200, {"loaded": [], "refused": [], "removed": []})
 

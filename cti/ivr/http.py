@@ -11,8 +11,9 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from cti.auth import AuthError, SessionKeys
+from cti.auth import SessionKeys
 from cti.ivr.flows import FlowError, ReloadReport
+from cti.web.sessions import SessionRefused, session_of
 
 log = structlog.get_logger(__name__)
 
@@ -38,17 +39,11 @@ def _refusal(error: FlowError) -> dict[str, Any]:
 def add_admin_routes(app: web.Application, *, sessions: SessionKeys,
                      clock: Callable[[], float], reload: Callable[[], ReloadReport]) -> None:
     async def reload_flows(request: web.Request) -> web.Response:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            return _error(401, "unauthorized", "a supervisor session token is needed")
         try:
-            session = sessions.check(token.strip(), clock())
-        except AuthError as exc:
-            log.info("ivr.reload_refused", reason=exc.reason)
-            return _error(401, "unauthorized", "invalid credentials")
-        if session.role != "supervisor":
-            log.info("ivr.reload_refused", reason="not a supervisor", subject=session.subject)
-            return _error(403, "forbidden", "only a supervisor may reload the IVR flows")
+            session = session_of(request, sessions, clock(), "supervisor")
+        except SessionRefused as refused:
+            log.info("ivr.reload_refused", reason=refused.detail)
+            return _error(refused.status, refused.code, refused.detail)
         report = reload()
         log.info("ivr.reload_requested", by=session.subject, loaded=list(report.loaded),
                  refused=len(report.refused), removed=list(report.removed))
