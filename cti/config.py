@@ -325,6 +325,13 @@ def _auth_header(value: SecretStr | None) -> SecretStr | None:
     return value
 
 
+
+# A [crm] setting that must not exceed another: the pop waits at most the
+# request's timeout, a "not found" is kept at most as long as an answer.
+_CRM_BOUNDS = {"pop_wait_seconds": "timeout_seconds",
+               "negative_cache_seconds": "cache_seconds"}
+
+
 class CrmSettings(_Section):
     """An optional CRM asked over HTTP for the caller's record, shown in
     the screen pop (README, "CRM lookup"). No `url_template`: no CRM.
@@ -354,20 +361,13 @@ class CrmSettings(_Section):
             crm_placeholders(value)
         return value
 
-    @field_validator("pop_wait_seconds")
+    @field_validator(*_CRM_BOUNDS)
     @classmethod
-    def _pop_wait(cls, value: float, info: ValidationInfo) -> float:
-        limit = info.data.get("timeout_seconds")
+    def _bounded(cls, value: float, info: ValidationInfo) -> float:
+        bound = _CRM_BOUNDS[str(info.field_name)]
+        limit = info.data.get(bound)
         if limit is not None and value > limit:
-            raise ValueError(f"must be at most timeout_seconds ({limit})")
-        return value
-
-    @field_validator("negative_cache_seconds")
-    @classmethod
-    def _negative_shorter(cls, value: float, info: ValidationInfo) -> float:
-        limit = info.data.get("cache_seconds")
-        if limit is not None and value > limit:
-            raise ValueError(f"must be at most cache_seconds ({limit})")
+            raise ValueError(f"must be at most {bound} ({limit})")
         return value
 
     @property
