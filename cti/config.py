@@ -325,7 +325,6 @@ def _auth_header(value: SecretStr | None) -> SecretStr | None:
     return value
 
 
-
 # A [crm] setting that must not exceed another: the pop waits at most the
 # request's timeout, a "not found" is kept at most as long as an answer.
 _CRM_BOUNDS = {"pop_wait_seconds": "timeout_seconds",
