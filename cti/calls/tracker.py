@@ -395,10 +395,10 @@ class Tracker:
         call = self.call_of(event.caller)
         if call is None or call.bridged_at is not None:
             return
-        if event.kind == "called":
+        if event.kind is ev.QueueAgentKind.CALLED:
             call.ringing_agent = event.interface
             self._set_state(call, CallState.CONNECTING, event.at, changes)
-        elif event.kind == "ring_no_answer":
+        elif event.kind is ev.QueueAgentKind.RING_NO_ANSWER:
             call.ringing_agent = None
             self._set_state(call, CallState.WAITING, event.at, changes)
 

@@ -242,14 +242,25 @@ class QueueCallerLeft:
     hold_seconds: int | None
 
 
+class QueueAgentKind(Enum):
+    """Which app_queue member event: AgentCalled, AgentConnect, AgentComplete,
+    AgentRingNoAnswer, AgentDump."""
+
+    CALLED = "called"
+    CONNECTED = "connected"
+    COMPLETED = "completed"
+    RING_NO_ANSWER = "ring_no_answer"
+    DUMPED = "dumped"
+
+
 @dataclass(frozen=True, slots=True)
 class QueueAgentEvent:
-    """app_queue's view of a member leg: called, connected, completed, or
-    ring-no-answer. Times are normalised to milliseconds (Asterisk gives
-    AgentRingNoAnswer RingTime in ms and the others in seconds)."""
+    """app_queue's view of a member leg: called, connected, completed,
+    ring-no-answer or dumped. Times are normalised to milliseconds (Asterisk
+    gives AgentRingNoAnswer RingTime in ms and the others in seconds)."""
 
     at: float
-    kind: str  # "called" | "connected" | "completed" | "ring_no_answer"
+    kind: QueueAgentKind
     queue: str
     interface: str
     member_name: str

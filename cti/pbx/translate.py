@@ -142,13 +142,15 @@ def _member(message: AmiMessage, at: float, removed: bool = False) -> ev.QueueMe
     )
 
 
-def _queue_agent(kind: str, message: AmiMessage, at: float) -> ev.QueueAgentEvent:
+def _queue_agent(kind: ev.QueueAgentKind, message: AmiMessage, at: float
+                 ) -> ev.QueueAgentEvent:
     ring = _opt_int(message, "RingTime")
     hold = _opt_int(message, "HoldTime")
     talk = _opt_int(message, "TalkTime")
     # Units differ (finding 6): AgentRingNoAnswer RingTime is in ms, the
     # other times are whole seconds.
-    ring_ms = ring if kind == "ring_no_answer" else (None if ring is None else ring * 1000)
+    ring_ms = ring if kind is ev.QueueAgentKind.RING_NO_ANSWER \
+        else (None if ring is None else ring * 1000)
     return ev.QueueAgentEvent(
         at=at,
         kind=kind,
@@ -284,11 +286,11 @@ _BUILDERS: dict[str, _Builder] = {
     ),
     "QueueCallerLeave": _queue_left(abandoned=False),
     "QueueCallerAbandon": _queue_left(abandoned=True),
-    "AgentCalled": lambda m, at: _queue_agent("called", m, at),
-    "AgentConnect": lambda m, at: _queue_agent("connected", m, at),
-    "AgentComplete": lambda m, at: _queue_agent("completed", m, at),
-    "AgentRingNoAnswer": lambda m, at: _queue_agent("ring_no_answer", m, at),
-    "AgentDump": lambda m, at: _queue_agent("dumped", m, at),
+    "AgentCalled": lambda m, at: _queue_agent(ev.QueueAgentKind.CALLED, m, at),
+    "AgentConnect": lambda m, at: _queue_agent(ev.QueueAgentKind.CONNECTED, m, at),
+    "AgentComplete": lambda m, at: _queue_agent(ev.QueueAgentKind.COMPLETED, m, at),
+    "AgentRingNoAnswer": lambda m, at: _queue_agent(ev.QueueAgentKind.RING_NO_ANSWER, m, at),
+    "AgentDump": lambda m, at: _queue_agent(ev.QueueAgentKind.DUMPED, m, at),
     "QueueMemberStatus": _member,
     "QueueMemberAdded": _member,
     "QueueMemberPause": _member,

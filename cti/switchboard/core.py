@@ -68,9 +68,9 @@ from cti.switchboard.state import (
 log = structlog.get_logger(__name__)
 
 
-_QUEUE_RING_KINDS: dict[str, Literal["ringing", "answered", "stopped"]] = {
-    "called": "ringing", "connected": "answered", "ring_no_answer": "stopped",
-    "dumped": "stopped"}
+_QUEUE_RING_KINDS: dict[ev.QueueAgentKind, Literal["ringing", "answered", "stopped"]] = {
+    ev.QueueAgentKind.CALLED: "ringing", ev.QueueAgentKind.CONNECTED: "answered",
+    ev.QueueAgentKind.RING_NO_ANSWER: "stopped", ev.QueueAgentKind.DUMPED: "stopped"}
 
 
 class Switchboard(DetachedTasks, CallActions):
