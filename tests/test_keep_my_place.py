@@ -104,7 +104,9 @@ async def eventually(predicate: Callable[[], bool], within: float = 15.0) -> Non
 @asynccontextmanager
 async def floor(tmp_path: Path, *, reachable: bool = True, flows: dict[str, str] | None = None,
                 clock: Callable[[], float] = time.time,
-                service: dict[str, Any] | None = None) -> AsyncIterator[Floor]:
+                service: dict[str, Any] | None = None,
+                vip: frozenset[str] = frozenset()) -> AsyncIterator[Floor]:
+    """`vip`: the callers' numbers the directory says are VIPs."""
     agi_port = free_port()
     # Out of reach: the PBX's AGI() goes to a port nobody listens on.
     sim_agi = agi_port if reachable else free_port()
@@ -127,7 +129,10 @@ async def floor(tmp_path: Path, *, reachable: bool = True, flows: dict[str, str]
             "agents": [{"id": "1001", "name": "Bob", "device": "Local/1001@sim-agent",
                         "skills": {"support": 1}}],
         }, "keep-my-place center")
-        server = Server(settings, center, store, clock=clock)
+        async def lookup(number: str) -> tuple[str | None, bool]:
+            return None, number in vip
+
+        server = Server(settings, center, store, clock=clock, vip_lookup=lookup)
         queued: list[TaskQueued] = []
         offers: list[TaskOffered] = []
 
@@ -273,6 +278,31 @@ async def test_a_waiting_caller_who_presses_1_is_called_back_in_their_place(
         await eventually(lambda: len(f.offers) >= 2, within=40)
         assert [offer.call for offer in f.offers[:2]] == [first, task]
         assert later in f.waiting()
+
+
+async def test_a_vip_who_presses_1_keeps_the_vip_head_start_in_the_callback(
+        tmp_path: Path) -> None:
+    async with floor(tmp_path, vip=frozenset({"+33611223344"})) as f:
+        first = await f.call("+33622222222")
+        ahead = await f.task(first)
+        caller = await f.call("+33611223344", digits=PRESS_1_THEN_CONFIRM)
+        mine = await f.task(caller)
+        assert (ahead.info.task.priority, mine.info.task.priority) == (None, "vip")
+        await f.ami.event("Hangup", within=30, Uniqueid=caller)
+        [callback] = await f.callbacks()
+        assert (callback.priority, callback.enqueued_at) == ("vip", mine.info.task.enqueued_at)
+        assert callback.supervisor()["priority"] == "vip"
+        # Dispatched, the callback ranks as the VIP call it replaces: ahead
+        # of the standard caller who was waiting before.
+        task = f"cb-{callback.id}"
+        await eventually(lambda: task in f.waiting())
+        waiting = f.server.switchboard.index.waiting()
+        assert next(t for t in waiting if t.id == task).priority == "vip"
+        now = f.server.clock()
+        free = [Agent(id=f"90{n}", name="free", interface=f"Local/90{n}@sim-agent",
+                      skills={"support": 1}).login(now) for n in range(2)]
+        order = [a.task_id for a in assign(waiting, free, now, f.server.center.policy)]
+        assert order == [task, first]
 
 
 async def test_with_the_server_out_of_reach_the_caller_goes_back_to_waiting_in_place(

@@ -144,8 +144,13 @@ class Dispatcher:
         queued = callback.model_copy(update={"status": Status.QUEUED})
         if not await self.store.write(queued, self.token):
             return
+        priority = callback.priority
+        if priority is not None and priority not in self.switchboard.center.policy.classes:
+            # The class was renamed or removed since: called back all the same.
+            log.warning("callback.priority_unknown", callback_id=callback.id, priority=priority)
+            priority = None
         task = Task(id=self.task_id(callback.id), service=callback.service,
-                    enqueued_at=callback.enqueued_at, kind=TaskKind.CALLBACK)
+                    enqueued_at=callback.enqueued_at, kind=TaskKind.CALLBACK, priority=priority)
         self.held[callback.id] = queued
         try:
             self.switchboard.submit(task, self._on_offer, self._on_result)

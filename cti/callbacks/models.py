@@ -171,6 +171,9 @@ class Callback(BaseModel):
     # or the original call's enqueue time when a waiting caller chose a
     # callback (keep my place).
     enqueued_at: float
+    # The priority class a waiting caller had when they chose to be called
+    # back keeping their place (a VIP stays one); None: the callbacks' own.
+    priority: str | None = Field(default=None, max_length=32)
     asap: bool = True
     status: Status = Status.SCHEDULED
     attempts: list[Attempt] = Field(default_factory=list)
@@ -185,7 +188,7 @@ class Callback(BaseModel):
             "topic": self.topic, "number": self.number, "name": self.name,
             "language": self.language, "page": self.page, "asap": self.asap,
             "requested_at": iso(self.requested_at), "due_at": iso(self.due_at),
-            "expected_at": iso(self.expected_at),
+            "expected_at": iso(self.expected_at), "priority": self.priority,
             "outcome": self.outcome.value if self.outcome else None,
             "finished_at": iso(self.finished_at) if self.finished_at is not None else None,
             "attempts": [a.supervisor() for a in self.attempts],
@@ -195,7 +198,7 @@ class Callback(BaseModel):
         """What the requester sees: no full number, no agent ids."""
         return {
             "id": self.id, "status": self.status.value,
-            "expected_at": iso(self.expected_at), "asap": self.asap,
+            "expected_at": iso(self.expected_at), "priority": self.priority, "asap": self.asap,
             "number": mask(self.number), "topic": self.topic,
             "attempts": [{"at": iso(a.at), "outcome": a.outcome.value if a.outcome else None}
                          for a in self.attempts],

@@ -153,8 +153,8 @@ class PhoneCallbacks:
     async def _store(self, wanted: CallbackRequest, info: TaskInfo,
                      bound: structlog.stdlib.BoundLogger) -> bool:
         try:
-            callback, created = await self.service.accept(wanted,
-                                                          enqueued_at=info.task.enqueued_at)
+            callback, created = await self.service.accept(
+                wanted, enqueued_at=info.task.enqueued_at, priority=info.task.priority)
         except CallbackError as exc:
             bound.warning("callback.offer_refused", reason=exc.code, detail=exc.message)
             return False
@@ -188,8 +188,9 @@ class PhoneCallbacks:
         call_id = call.id if call is not None else outcome.call
         bound = log.bind(call_id=call_id)
         info = self.switchboard.tasks.get(call_id)
-        enqueued_at = (info.task.enqueued_at if info is not None
-                       and info.task.kind is TaskKind.INBOUND_CALL else None)
+        waiting = info if info is not None and info.task.kind is TaskKind.INBOUND_CALL \
+            else None
+        enqueued_at = None if waiting is None else waiting.task.enqueued_at
         service = ending.service or self.service.center.default_service
         wanted = self.request(ending.number, service)
         if wanted is None:
@@ -198,7 +199,9 @@ class PhoneCallbacks:
             return
         try:
             try:
-                callback, created = await self.service.accept(wanted, enqueued_at=enqueued_at)
+                callback, created = await self.service.accept(
+                    wanted, enqueued_at=enqueued_at,
+                    priority=None if waiting is None else waiting.task.priority)
             except CannotPromise:
                 offered = await self.service.slots(service)
                 later = self.request(ending.number, service, when=datetime.fromtimestamp(

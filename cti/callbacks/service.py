@@ -108,11 +108,12 @@ class CallbackService:
 
     # -- requests --------------------------------------------------------------
 
-    async def accept(self, request: CallbackRequest, *,
-                     enqueued_at: float | None = None) -> tuple[Callback, bool]:
+    async def accept(self, request: CallbackRequest, *, enqueued_at: float | None = None,
+                     priority: str | None = None) -> tuple[Callback, bool]:
         """Store a callback; a number with one pending gets that one back
-        (created False). `enqueued_at`: the original enqueue time of a
-        waiting caller who chose to be called back (keeps their place)."""
+        (created False). `enqueued_at` and `priority`: the original enqueue
+        time and the priority class of a waiting caller who chose to be
+        called back (they keep their place, a VIP their head start)."""
         service = self.service_of(request.topic)
         count = await self.store.count("number", request.number, 3600)
         if count > self.settings.per_number_per_hour:
@@ -141,7 +142,8 @@ class CallbackService:
             id=secrets.token_urlsafe(16), number=request.number, name=request.name,
             topic=request.topic, service=service, language=request.language,
             page=request.page, requested_at=now, due_at=due, expected_at=expected,
-            enqueued_at=enqueued_at if enqueued_at is not None else due, asap=asap)
+            enqueued_at=enqueued_at if enqueued_at is not None else due,
+            priority=priority if enqueued_at is not None else None, asap=asap)
         accepted = await self.store.accept(callback)
         if accepted.created:
             log.info("callback.accepted", callback_id=callback.id, service=service,
