@@ -14,12 +14,14 @@ import pytest
 
 from cti.routing import AgentState
 from cti.switchboard import (
+    AgentChanged,
     CallFinished,
     CallHandedOver,
     CallHeld,
     SwitchboardEvent,
     TaskOffered,
 )
+from cti.wallboard.feature import WallboardFeature
 from tests.desk_kit import VIP_NUMBER, DeskClient, Rig, login, rig
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.integration]
@@ -380,6 +382,18 @@ async def test_an_attended_transfer_on_the_phone_moves_the_pop_to_the_colleague_
         record = finished.event.record
         assert (record.agent, record.transfers) == ("Local/1006@sim-agent", 1)
         assert board.agents["1005"].calls_handled == board.agents["1006"].calls_handled == 1
+        # The wallboard credits each agent their own part of the talk.
+        await asyncio.sleep(0)  # its observers hear of the end right after
+        [handed] = [e for e in seen if isinstance(e, CallHandedOver)]
+        [frank_on_call] = [e.agent.state_since for e in seen if isinstance(e, AgentChanged)
+                           and e.agent.id == "1005" and e.agent.state is AgentState.ON_CALL]
+        wallboard = next(f for f in r.server.features if isinstance(f, WallboardFeature))
+        days = wallboard.floor.agents.agents
+        frank_part = handed.at - frank_on_call
+        assert days["1005"].calls_handled == days["1006"].calls_handled == 1
+        assert days["1005"].handle_s >= frank_part - 0.01  # (and his wrap-up, once over)
+        assert days["1006"].handle_s == pytest.approx((record.talk_ms or 0) / 1000 - frank_part,
+                                                      abs=0.05)
         assert progress_of(frank, call_id) == ["ringing", "connected", "on_hold", "ended"]
         assert progress_of(grace, call_id) == ["connected", "ended"]
         assert [m for m in heidi.messages if m["type"] in ("pop", "call_progress")] == []

@@ -25,7 +25,14 @@ from cti.kpi import intervals as kpi
 from cti.kpi.agents import AgentLedger
 from cti.kpi.intervals import Day, Tally
 from cti.routing import Agent, AgentState
-from cti.switchboard import AgentChanged, CallFinished, SwitchboardEvent, TaskOffered, TaskQueued
+from cti.switchboard import (
+    AgentChanged,
+    CallFinished,
+    CallHandedOver,
+    SwitchboardEvent,
+    TaskOffered,
+    TaskQueued,
+)
 from cti.wallboard import queue_log as ql
 
 if TYPE_CHECKING:
@@ -59,7 +66,9 @@ class Floor:
         self._queued: dict[str, tuple[str, float]] = {}       # call -> (service, queued at)
         self._offer: dict[str, str] = {}                      # agent -> call offered
         self._last_call: dict[str, tuple[str, float]] = {}    # agent -> (service, queued at)
-        self._talking: dict[str, str] = {}                    # call -> agent who answered
+        self._talking: dict[str, tuple[str, float]] = {}      # call -> (agent talking, since)
+        self._talked: dict[str, float] = {}                   # call -> talk credited to
+        #                                                       agents it was handed from
         self._seen: dict[str, Agent] = {}
         # The board's agent rows, kept between builds: a row is rebuilt only
         # when its agent changed (a new Agent value, an AgentChanged event,
@@ -85,6 +94,8 @@ class Floor:
             self._on_agent(event.agent, now)
         elif isinstance(event, CallFinished):
             self._on_finished(event, now)
+        elif isinstance(event, CallHandedOver):
+            self._on_handed_over(event)
         self.on_change()
 
     def _record(self, service: str, queued_at: float, delta: Tally, at: float) -> None:
@@ -148,7 +159,7 @@ class Floor:
         queued = self._queued.get(call) if call is not None else None
         if call is None or queued is None:
             return
-        self._talking[call] = agent.id
+        self._talking[call] = (agent.id, at)
         service, queued_at = queued
         wait = max(0.0, at - queued_at)
         self._record(service, queued_at, kpi.answered(wait, self._target(service)), at)
@@ -165,11 +176,14 @@ class Floor:
         service, queued_at = queued
         ended = record.ended_at
         # The record names the agent's interface; the floor speaks agent ids.
-        agent = self._talking.pop(record.call, None)
+        talking = self._talking.pop(record.call, None)
+        agent = None if talking is None else talking[0]
+        talked = self._talked.pop(record.call, 0.0)
         if record.outcome is Outcome.ANSWERED and agent is not None:
             talk = (record.talk_ms or 0) / 1000
             self._record(service, queued_at, kpi.handled(talk), now)
-            self.agents.handled(agent, talk)
+            # The agent who ends the call is credited their own part of it.
+            self.agents.handled(agent, max(0.0, talk - talked))
             self._dirty_agents.add(agent)
             self._last_call[agent] = (service, queued_at)
             wait = (record.wait_ms or 0) / 1000
@@ -186,6 +200,25 @@ class Floor:
                          "ended_at": ended, "wait_s": round(wait, 1)}
                 self.abandoned.append(entry)
                 self._new_abandoned.append(entry)
+
+    def _on_handed_over(self, event: CallHandedOver) -> None:
+        """A transfer done on the phone: the agent who handed the call over
+        is credited their part of the talk now; the colleague who took it
+        talks from here (their part is credited when the call ends)."""
+        talking = self._talking.get(event.call)
+        if talking is None or talking[0] != event.from_agent:
+            return
+        part = max(0.0, event.at - talking[1])
+        self.agents.handled(event.from_agent, part)
+        self._dirty_agents.add(event.from_agent)
+        self._talked[event.call] = self._talked.get(event.call, 0.0) + part
+        queued = self._queued.get(event.call)
+        if queued is not None:
+            self._last_call[event.from_agent] = queued
+        if event.to_agent is None:
+            del self._talking[event.call]
+        else:
+            self._talking[event.call] = (event.to_agent, event.at)
 
     def _services_of(self, agent: Agent) -> list[str]:
         return [name for name, service in self._server.center.policy.services.items()
