@@ -4,6 +4,8 @@ agent, agent states and the explanation of each decision."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from cti.routing import (
@@ -472,3 +474,22 @@ def test_a_sticky_task_waits_for_its_engaged_agent_as_for_a_busy_one() -> None:
     index.engage("kim", False)
     answer = index.assign_for_agent("kim", 20.0)
     assert answer is not None and (answer.agent_id, answer.rule) == ("kim", "sticky-agent")
+
+
+def test_a_task_whose_pin_ran_out_waits_in_its_service_queue_again() -> None:
+    # Held for Kim (on a call) until 75 s; nobody free then. At its pin's
+    # end the index moves it back among its service's tasks, its place
+    # kept, and Bob takes it when he is free.
+    index = RoutingIndex(POLICY, [
+        agent("kim", 12.0, AgentState.ON_CALL, service="sales", sales=5),
+        agent("bob", 0.0, AgentState.ON_CALL, service="sales", sales=9)])
+    index.put_task(pinned("t", "kim", 10.0, until=75.0))
+    assert index.next_wakeup(20.0) == 75.0
+    assert index.assign_due(75.0) == []
+    task = index.task("t")
+    assert task is not None and task.pin is None and task.enqueued_at == 10.0
+    bob = index.agent("bob")
+    assert bob is not None
+    index.put_agent(replace(bob, state=AgentState.AVAILABLE, state_since=80.0))
+    answer = index.assign_for_agent("bob", 80.0)
+    assert answer is not None and (answer.task_id, answer.waited_seconds) == ("t", 70.0)

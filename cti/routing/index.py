@@ -26,7 +26,7 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_left, insort
 from collections.abc import Callable, Container, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from operator import itemgetter
 
 from cti.routing.agents import MAX_LEVEL, Agent, AgentState
@@ -229,6 +229,12 @@ class RoutingIndex:
             _, task_id, version = heapq.heappop(heap)
             if self._versions.get(task_id) == version:
                 due.add(task_id)
+        for task_id in due:
+            task = self._tasks[task_id]
+            if task.pin is not None and pinned_agent(task, now) is None:
+                # Its pin is over for good: it waits in its service's queue
+                # again, not among the pinned ones each free agent looks through.
+                self.put_task(replace(task, pin=None))
         return self._greedy((self._tasks[task_id] for task_id in due), now)
 
     def assign_all(self, now: float) -> list[Assignment]:
