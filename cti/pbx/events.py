@@ -292,6 +292,16 @@ class DeviceStateChanged:
     device: str
     state: str
 
+    @property
+    def engaged(self) -> bool:
+        """The device is on a call or ringing (Asterisk's INUSE, BUSY,
+        RINGING, RINGINUSE, ONHOLD); NOT_INUSE, UNAVAILABLE, UNKNOWN,
+        INVALID are not."""
+        return self.state.upper() in _ENGAGED_DEVICE_STATES
+
+
+_ENGAGED_DEVICE_STATES = frozenset({"INUSE", "BUSY", "RINGING", "RINGINUSE", "ONHOLD"})
+
 
 @dataclass(frozen=True, slots=True)
 class ExtensionStateChanged:

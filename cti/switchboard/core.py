@@ -59,7 +59,6 @@ from cti.switchboard.events import (
 )
 from cti.switchboard.state import (
     CALL_HOLD_S,
-    ENGAGED_DEVICE_STATES,
     NO_ANSWER_STATUSES,
     RESERVE_MARGIN_S,
     device_of,
@@ -211,14 +210,16 @@ class Switchboard(DetachedTasks, CallActions):
             if call is not None:
                 self._look_up_early(call.id)
         elif isinstance(event, ev.DeviceStateChanged):
-            self._on_device(event.device, event.state)
+            self._on_device(event.device, event.engaged, event.state)
         elif isinstance(event, ev.DeviceStatesSnapshot):
             # After a reconnection: what the PBX lists now, the rest is free.
-            listed = {device.device: device.state for device in event.devices}
+            listed = {device.device: device for device in event.devices}
             for device in self._by_device:
-                self._on_device(device, listed.get(device, "NOT_INUSE"))
+                known = listed.get(device)
+                self._on_device(device, known is not None and known.engaged,
+                                "unlisted" if known is None else known.state)
 
-    def _on_device(self, device: str, state: str) -> None:
+    def _on_device(self, device: str, engaged: bool, state: str) -> None:
         """An agent's phone busy with a call the router did not place (a
         consultation by a colleague, a direct or personal call) takes them
         out of routing until it is free again; the calls this server
@@ -226,7 +227,6 @@ class Switchboard(DetachedTasks, CallActions):
         agent_id = self._by_device.get(device)
         if agent_id is None:
             return
-        engaged = state.upper() in ENGAGED_DEVICE_STATES
         if not self.index.engage(agent_id, engaged):
             return
         agent = self.agents.get(agent_id)

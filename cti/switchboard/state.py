@@ -53,9 +53,6 @@ RESERVE_MARGIN_S = 10.0
 # meanwhile): its agent is not held for it any longer.
 ORIGINATE_ANSWER_MARGIN_S = 5.0
 CALL_HOLD_S = 4 * 3600.0
-# Device states (Asterisk's DeviceStateChange) of a phone that is on a call
-# or ringing: its agent is not offered a call meanwhile.
-ENGAGED_DEVICE_STATES = frozenset({"INUSE", "BUSY", "RINGING", "RINGINUSE", "ONHOLD"})
 
 
 class SwitchboardState(ABC):
