@@ -566,11 +566,12 @@ class Switchboard(DetachedTasks, CallActions):
     def _log_decision(self, event: SwitchboardEvent) -> None:
         if isinstance(event, TaskQueued):
             task = event.info.task
-            log.info("routing.task_queued", call_id=event.call, service=task.service,
-                     priority=task.priority, vip=event.info.vip)
+            log.info("routing.task_queued", call_id=event.call, kind=task.kind.value,
+                     service=task.service, priority=task.priority, vip=event.info.vip)
         elif isinstance(event, TaskOffered):
             assignment = event.assignment
-            log.info("routing.assigned", call_id=event.call, agent_id=assignment.agent_id,
+            log.info("routing.assigned", call_id=event.call, kind=event.info.task.kind.value,
+                     agent_id=assignment.agent_id,
                      rule=assignment.rule, waited_s=round(assignment.waited_seconds, 1),
                      priority=round(assignment.effective_priority, 1),
                      passed_over=[f"{a}: {why}" for a, why in assignment.passed_over])

@@ -100,11 +100,7 @@ class DetachedTasks(SwitchboardState):
             return
         reserved = self._reserve_for(agent, info.task, now)
         self._emit(AgentChanged(reserved))
-        log.info("routing.assigned", task_id=task_id, kind=info.task.kind.value,
-                 agent_id=agent.id, rule=assignment.rule,
-                 waited_s=round(assignment.waited_seconds, 1),
-                 priority=round(assignment.effective_priority, 1))
-        self._emit(TaskOffered(assignment, info, task_id))
+        self._emit(TaskOffered(assignment, info, task_id))  # logged by `_log_decision`
         self._spawn(self._connect_detached(reserved, info))
 
     async def _connect_detached(self, agent: Agent, info: TaskInfo) -> None:
