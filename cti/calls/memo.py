@@ -79,10 +79,6 @@ class CallMemo:
             index = len(memo.notes) - 1 - memo.notes[::-1].index(note_json)
             del memo.notes[index]
 
-    def ivr(self, call_id: str) -> str | None:
-        memo = self._calls.get(call_id)
-        return None if memo is None else memo.ivr
-
     def notes(self, call_id: str) -> list[str]:
         memo = self._calls.get(call_id)
         return [] if memo is None else list(memo.notes)
